@@ -1,0 +1,271 @@
+package conformance
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/rpcenv/rpcenv/core"
+)
+
+func limit(n int) func(*core.Config) { return func(c *core.Config) { c.MaxMessageSize = n } }
+
+func secret(s []byte) func(*core.Config) { return func(c *core.Config) { c.Secret = s } }
+
+// remake returns a fresh env in from's mode with edit applied.
+func remake(h *harness, from *core.Env, name string, edit ...func(*core.Config)) *core.Env {
+	if from.Address() == "" {
+		return h.client(name, edit...)
+	}
+	return h.server(name, edit...)
+}
+
+var limitCases = concat(
+	across("SenderRejectsAMessageOverMaxMessageSize", networks, func(t *testing.T, h *harness, at, from *core.Env) {
+		from = remake(h, from, "small", limit(1024))
+		h.register(at, "echo", echo())
+		ref := h.lookup(from, at, "echo")
+		big := Blob{Data: make([]byte, 4096)}
+		check := func(op string, err error) {
+			t.Helper()
+			if !errors.Is(err, core.ErrMessageTooLarge) || !strings.Contains(err.Error(), "Config.MaxMessageSize") {
+				t.Errorf("%s of 4 KiB with a 1 KiB limit: %v; want ErrMessageTooLarge naming Config.MaxMessageSize", op, err)
+			}
+		}
+		check("Send", ref.Send(big))
+		_, err := ask(t, ref, big)
+		check("Ask", err)
+		if v, err := ask(t, ref, Ping{N: 1}); err != nil || v != (Pong{N: 2}) {
+			t.Fatalf("a small Ask after the rejected ones = %v, %v", v, err)
+		}
+	}),
+	across("ReplyOverMaxMessageSizeFailsTheAsk", networks, func(t *testing.T, h *harness, at, from *core.Env) {
+		at = h.server("small", limit(1024))
+		replyErrs := make(chan error, 1)
+		h.register(at, "big", &probe{receive: func(c *core.Context, _ any) error {
+			replyErrs <- c.Reply(Blob{Data: make([]byte, 4096)})
+			return nil
+		}})
+		_, err := ask(t, h.lookup(from, at, "big"), Ping{})
+		if !errors.Is(err, core.ErrMessageTooLarge) {
+			t.Errorf("Ask answered with a reply over the limit: %v, want ErrMessageTooLarge", err)
+		}
+		if err := recv(t, replyErrs, "Reply's error"); !errors.Is(err, core.ErrMessageTooLarge) {
+			t.Errorf("Reply over the limit returned %v, want ErrMessageTooLarge", err)
+		}
+	}),
+	across("ReceiverClosesTheConnectionOnAFrameOverItsLimit", networks, func(t *testing.T, h *harness, at, from *core.Env) {
+		at = h.server("small", limit(1024))
+		var got atomic.Int32
+		h.register(at, "echo", &probe{receive: func(c *core.Context, msg any) error {
+			if _, big := msg.(Blob); big {
+				got.Add(1)
+			}
+			return c.Reply(msg)
+		}})
+		ref := h.lookup(from, at, "echo")
+		_, err := ask(t, ref, Blob{Data: make([]byte, 4096)})
+		if !errors.Is(err, core.ErrDisconnected) {
+			t.Fatalf("Ask with a frame over the receiver's limit: %v, want ErrDisconnected", err)
+		}
+		if got.Load() != 0 {
+			t.Fatal("the endpoint received a message over its env's limit")
+		}
+		if v, err := ask(t, ref, Ping{N: 1}); err != nil || v != (Ping{N: 1}) {
+			t.Fatalf("a small Ask after the connection was closed = %v, %v; want a new connection", v, err)
+		}
+	}),
+)
+
+var secretCases = concat(
+	across("SameSecretConnects", networks, func(t *testing.T, h *harness, at, from *core.Env) {
+		s := []byte("correct horse battery staple")
+		at, from = h.server("at", secret(s)), remake(h, from, "from", secret(s))
+		h.register(at, "echo", echo())
+		if v, err := ask(t, h.lookup(from, at, "echo"), Ping{N: 1}); err != nil || v != (Pong{N: 2}) {
+			t.Fatalf("Ask with the same secret = %v, %v", v, err)
+		}
+	}),
+	across("AnotherSecretIsRefusedBeforeAnyMessage", networks, func(t *testing.T, h *harness, at, from *core.Env) {
+		for _, tc := range []struct {
+			name       string
+			atS, fromS []byte
+		}{
+			{"different", []byte("secret one"), []byte("secret two")},
+			{"dialer has none", []byte("secret one"), nil},
+			{"listener has none", nil, []byte("secret two")},
+		} {
+			a := h.server("at", secret(tc.atS))
+			f := remake(h, from, "from", secret(tc.fromS))
+			var got atomic.Int32
+			h.register(a, "echo", &probe{receive: func(*core.Context, any) error { got.Add(1); return nil }})
+			_, err := f.Lookup(t.Context(), a.Address()+"/echo")
+			if !errors.Is(err, core.ErrUnauthenticated) {
+				t.Errorf("%s: Lookup: %v, want ErrUnauthenticated", tc.name, err)
+			}
+			if got.Load() != 0 {
+				t.Errorf("%s: a message reached the endpoint", tc.name)
+			}
+		}
+	}),
+	[]testCase{
+		{"TheSecretNeverCrossesTheWire", func(t *testing.T, h *harness) {
+			s := make([]byte, 32)
+			rand.Read(s)
+			h.wire.startRecording()
+			at, from := h.server("at", secret(s)), h.client("from", secret(s))
+			h.register(at, "echo", echo())
+			if _, err := ask(t, h.lookup(from, at, "echo"), Ping{}); err != nil {
+				t.Fatal(err)
+			}
+			frames := h.wire.recorded()
+			if len(frames) < 4 {
+				t.Fatalf("recorded %d frames; the wrapper saw no traffic", len(frames))
+			}
+			for _, f := range frames {
+				if bytes.Contains(f, s) {
+					t.Fatal("a frame contains the secret")
+				}
+			}
+		}},
+	},
+)
+
+var networkCases = concat(
+	across("ObserversSeeConnectedAndDisconnected", networks, func(t *testing.T, h *harness, at, from *core.Env) {
+		atEv, fromEv := newEvents(), newEvents()
+		h.register(at, "watch", &probe{
+			receive: func(c *core.Context, msg any) error {
+				atEv.add("msg from %s", c.Sender())
+				return c.Reply(true)
+			},
+			conn: func(r string) { atEv.add("connected %s", r) },
+			disc: func(r string) { atEv.add("disconnected %s", r) },
+		})
+		h.register(from, "watch", &probe{
+			conn: func(r string) { fromEv.add("connected %s", r) },
+			disc: func(r string) { fromEv.add("disconnected %s", r) },
+		})
+		if _, err := ask(t, h.lookup(from, at, "watch"), Ping{}); err != nil {
+			t.Fatal(err)
+		}
+		first := atEv.next(t, "the listener's first event")
+		label, ok := strings.CutPrefix(first, "connected ")
+		if !ok {
+			t.Fatalf("the listener's first event is %q, want OnConnected before any message", first)
+		}
+		if from.Address() != "" && label != from.Address() {
+			t.Errorf("OnConnected(%q) at the listener, want the dialer's address %q", label, from.Address())
+		}
+		if got := atEv.next(t, "the message"); got != "msg from "+label {
+			t.Errorf("after OnConnected(%s) the listener saw %q, want the message from the same remote", label, got)
+		}
+		if got := fromEv.next(t, "the dialer's OnConnected"); got != "connected "+at.Address() {
+			t.Errorf("dialer's event %q, want OnConnected(%s)", got, at.Address())
+		}
+		h.wire.sever()
+		if got := atEv.next(t, "the listener's OnDisconnected"); got != "disconnected "+label {
+			t.Errorf("listener's event %q, want OnDisconnected(%s)", got, label)
+		}
+		if got := fromEv.next(t, "the dialer's OnDisconnected"); got != "disconnected "+at.Address() {
+			t.Errorf("dialer's event %q, want OnDisconnected(%s)", got, at.Address())
+		}
+	}),
+	across("OwnShutdownFiresNoOnDisconnected", networks, func(t *testing.T, h *harness, at, from *core.Env) {
+		atEv, fromEv := newEvents(), newEvents()
+		h.register(at, "watch", &probe{
+			conn: func(r string) { atEv.add("connected") },
+			disc: func(r string) { atEv.add("disconnected") },
+			stop: func() { atEv.add("stop") },
+		})
+		h.register(from, "watch", &probe{
+			conn: func(r string) { fromEv.add("connected") },
+			disc: func(r string) { fromEv.add("disconnected") },
+			stop: func() { fromEv.add("stop") },
+		})
+		h.lookup(from, at, "watch")
+		fromEv.until(t, "connected")
+		atEv.until(t, "connected")
+		h.shutdown(from)
+		if got := fromEv.until(t, "stop"); len(got) != 0 {
+			t.Errorf("the env shutting down saw %q before its OnStop; its own shutdown is not a disconnect", got)
+		}
+		atEv.until(t, "disconnected") // the peer did lose it
+		select {
+		case ev := <-fromEv.ch:
+			t.Errorf("event %q after OnStop", ev)
+		default:
+		}
+	}),
+)
+
+var shutdownCases = concat(
+	[]testCase{
+		{"StopsEveryEndpointOnceAndClosesDone", func(t *testing.T, h *harness) {
+			e := h.server("e")
+			var stops [3]atomic.Int32
+			for i := range stops {
+				h.register(e, string(rune('a'+i)), &probe{stop: func() { stops[i].Add(1) }})
+			}
+			if err := e.Shutdown(t.Context()); err != nil {
+				t.Fatalf("Shutdown: %v", err)
+			}
+			closed(t, e.Done(), "Done")
+			if err := e.Shutdown(t.Context()); err != nil {
+				t.Fatalf("second Shutdown: %v", err)
+			}
+			for i := range stops {
+				if n := stops[i].Load(); n != 1 {
+					t.Errorf("OnStop of endpoint %d ran %d times, want once", i, n)
+				}
+			}
+		}},
+		{"AfterShutdownEverythingReturnsErrEnvStopped", func(t *testing.T, h *harness) {
+			e := h.server("e")
+			ref := h.register(e, "x", echo())
+			addr := e.Address()
+			h.shutdown(e)
+			if _, err := e.Register("y", echo()); !errors.Is(err, core.ErrEnvStopped) {
+				t.Errorf("Register: %v", err)
+			}
+			if err := ref.Send(Ping{}); !errors.Is(err, core.ErrEnvStopped) {
+				t.Errorf("Send: %v", err)
+			}
+			if _, err := ask(t, ref, Ping{}); !errors.Is(err, core.ErrEnvStopped) {
+				t.Errorf("Ask: %v", err)
+			}
+			if _, err := e.Lookup(t.Context(), addr+"/x"); !errors.Is(err, core.ErrEnvStopped) {
+				t.Errorf("Lookup: %v", err)
+			}
+		}},
+	},
+	across("PendingAsksFailWithErrEnvStopped", all, func(t *testing.T, h *harness, at, from *core.Env) {
+		inside := make(chan struct{})
+		release := make(chan struct{})
+		h.register(at, "hang", &probe{receive: func(c *core.Context, _ any) error {
+			close(inside)
+			<-release
+			return nil
+		}})
+		ref := h.lookup(from, at, "hang")
+		errs := make(chan error, 1)
+		go func() {
+			_, err := ask(t, ref, Ping{})
+			errs <- err
+		}()
+		closed(t, inside, "the ask to reach the handler")
+		shut := make(chan error, 1)
+		go func() { shut <- from.Shutdown(context.Background()) }()
+		if err := recv(t, errs, "the pending ask to fail"); !errors.Is(err, core.ErrEnvStopped) {
+			t.Errorf("pending Ask at Shutdown: %v, want ErrEnvStopped", err)
+		}
+		close(release)
+		if err := recv(t, shut, "Shutdown"); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+	}),
+)

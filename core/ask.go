@@ -1,0 +1,150 @@
+package core
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+type result struct {
+	v   any
+	err error
+}
+
+// handlerCtx is the context.Context a handler gets for an ask, made only
+// if the handler asks for it.
+type handlerCtx struct {
+	deadline time.Time
+	mu       sync.Mutex
+	ctx      context.Context
+	cancel   context.CancelFunc
+	over     bool // the asker gave up or the ask was answered
+}
+
+func (h *handlerCtx) context() context.Context {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.ctx == nil {
+		h.ctx, h.cancel = context.WithDeadline(context.Background(), h.deadline)
+		if h.over {
+			h.cancel()
+		}
+	}
+	return h.ctx
+}
+
+// end cancels the handler's context, if it was made.
+func (h *handlerCtx) end() {
+	h.mu.Lock()
+	h.over = true
+	cancel := h.cancel
+	h.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+}
+
+// call is an ask this env made and waits on. For an ask to an endpoint of
+// the same env it is also the answerer the endpoint replies through.
+type call struct {
+	res      chan result // buffered 1: an answer never blocks, a late one is dropped
+	answered atomic.Bool
+	target   string
+	handlerCtx
+}
+
+// deliver hands the asker its answer, once.
+func (c *call) deliver(v any, err error) bool {
+	if !c.answered.CompareAndSwap(false, true) {
+		return false
+	}
+	c.res <- result{v, err}
+	c.end()
+	return true
+}
+
+func (c *call) giveUp() { c.end() }
+
+func (c *call) reply(ep *endpoint, v any) error {
+	if _, _, err := checkType(v); err != nil {
+		err = fmt.Errorf("rpcenv: reply from %s: %w", ep.self, err)
+		c.deliver(nil, remoteErrorFrom(ep, err))
+		return err
+	}
+	if !c.deliver(v, nil) {
+		return fmt.Errorf("rpcenv: reply from %s: %w", ep.self, ErrAlreadyAnswered)
+	}
+	return nil
+}
+
+func (c *call) fail(ep *endpoint, err error) error {
+	var rerr error = remoteErrorFrom(ep, err)
+	if ep.self == nil || isEnvError(err) {
+		rerr = fmt.Errorf("rpcenv: ask %s: %w", ep.self, err)
+	}
+	if !c.deliver(nil, rerr) {
+		return fmt.Errorf("rpcenv: fail from %s: %w", ep.self, ErrAlreadyAnswered)
+	}
+	return nil
+}
+
+// envError marks a failure decided by the env (the endpoint is gone),
+// which the asker sees as a plain wrapped sentinel, not a RemoteError.
+type envError struct{ err error }
+
+func (e envError) Error() string { return e.err.Error() }
+func (e envError) Unwrap() error { return e.err }
+
+func isEnvError(err error) bool {
+	_, ok := err.(envError)
+	return ok
+}
+
+// inCall is an ask received from a peer, answered over the same connection.
+type inCall struct {
+	p        *peer
+	id       uint64
+	answered atomic.Bool
+	handlerCtx
+}
+
+func (c *inCall) reply(ep *endpoint, v any) error {
+	if !c.answered.CompareAndSwap(false, true) {
+		return fmt.Errorf("rpcenv: reply from %s: %w", ep.self, ErrAlreadyAnswered)
+	}
+	defer c.finish()
+	wire, _, err := checkType(v)
+	var frame []byte
+	if err == nil {
+		frame, err = encodeFrame(&header{kind: kindReply, id: c.id, typ: wire}, v, c.p.env.maxMsg)
+	}
+	if err != nil {
+		err = fmt.Errorf("rpcenv: reply from %s: %w", ep.self, err)
+		c.p.sendFail(c.id, ep.self.String(), err)
+		return err
+	}
+	if err := c.p.write(0, frame, "", ""); err != nil {
+		c.p.env.log.Debug("rpcenv: reply dropped", "endpoint", ep.self.String(), "peer", c.p.label(), "err", err)
+	}
+	return nil
+}
+
+func (c *inCall) fail(ep *endpoint, err error) error {
+	if !c.answered.CompareAndSwap(false, true) {
+		return fmt.Errorf("rpcenv: fail from %s: %w", ep.self, ErrAlreadyAnswered)
+	}
+	defer c.finish()
+	from := ep.self.String()
+	if isEnvError(err) {
+		from = "" // the env answered, not the endpoint
+	}
+	c.p.sendFail(c.id, from, err)
+	return nil
+}
+
+func (c *inCall) finish() {
+	c.p.takeInCall(c.id)
+	c.end()
+}

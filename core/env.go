@@ -1,0 +1,667 @@
+package core
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Defaults for the zero values of Config.
+const (
+	DefaultAskTimeout       = 120 * time.Second
+	DefaultMaxMessageSize   = 128 << 20
+	DefaultConnectTimeout   = 10 * time.Second
+	DefaultHandshakeTimeout = 10 * time.Second
+)
+
+// workerIdle is how long a dispatcher worker waits for another inbox
+// before it exits.
+const workerIdle = 2 * time.Second
+
+// Config configures an Env. The zero value is a client-mode env with no
+// transports, able to deliver messages between its own endpoints only.
+type Config struct {
+	// Name labels the env in logs and errors. Default: "rpcenv".
+	Name string
+	// Listen is the URI to listen on: "inproc://driver",
+	// "tcp://127.0.0.1:0", "quic://0.0.0.0:7077". "" is client mode: no
+	// listener, the env only dials out, and peers reach its endpoints
+	// over the connections it opened.
+	Listen string
+	// Advertise is the URI peers should use when it differs from Listen
+	// (bind 0.0.0.0, advertise a host name). Refs to this env's
+	// endpoints carry it.
+	Advertise string
+	// Transports are the transports this env may use, picked by URI
+	// scheme. Two transports must not serve the same scheme.
+	Transports []Transport
+	// Secret, when set, makes every connection prove the same secret in
+	// both directions before any message flows (an HMAC-SHA256 challenge
+	// and response; the secret never crosses the wire). Peers without it,
+	// or with another, are refused with ErrUnauthenticated.
+	Secret []byte
+	// AskTimeout is the deadline for an Ask whose context has none.
+	// 0 means DefaultAskTimeout (120s).
+	AskTimeout time.Duration
+	// MaxMessageSize is the largest encoded message, sent or received.
+	// 0 means DefaultMaxMessageSize (128 MiB).
+	MaxMessageSize int
+	// Logger receives the env's log lines. nil means slog.Default().
+	Logger *slog.Logger
+
+	// ConnectTimeout bounds dialing a peer and the handshake that
+	// follows. 0 means DefaultConnectTimeout (10s).
+	ConnectTimeout time.Duration
+	// HandshakeTimeout bounds the handshake of an accepted connection: a
+	// peer that connects and says nothing is dropped after it.
+	// 0 means DefaultHandshakeTimeout (10s).
+	HandshakeTimeout time.Duration
+	// OnDeadLetter, if set, is called for every message the env drops
+	// (besides counting and logging it). It must not block.
+	OnDeadLetter func(DeadLetter)
+}
+
+// DeadLetter describes a message an env dropped: a send to an endpoint
+// that does not exist or stopped, a send whose connection failed, or a
+// message that could not be decoded.
+type DeadLetter struct {
+	Target string // URI of the endpoint it was for
+	Type   string // its wire type name
+	Sender string // the env it came from ("" when sent by this env)
+	Reason error
+}
+
+// Env is an environment of endpoints: it owns them, routes messages to
+// them, and owns the connections to other envs. All methods are safe for
+// concurrent use by multiple goroutines.
+type Env struct {
+	name             string
+	id               string
+	addr             string // advertised URI; "" in client mode
+	log              *slog.Logger
+	transports       map[string]Transport
+	secret           []byte
+	askTimeout       time.Duration
+	maxMsg           int
+	connectTimeout   time.Duration
+	handshakeTimeout time.Duration
+	onDeadLetter     func(DeadLetter)
+
+	ctx    context.Context // done when Shutdown starts
+	cancel context.CancelFunc
+	pool   *pool
+
+	endpoints sync.Map   // name -> *endpoint
+	regMu     sync.Mutex // orders Register against Shutdown
+	observers map[*endpoint]struct{}
+
+	listener Listener
+	peers    peerTable
+	wg       sync.WaitGroup // accept loop, connection goroutines
+
+	nextID      atomic.Uint64
+	deadLetters atomic.Uint64
+	stopping    atomic.Bool
+	stopOnce    sync.Once
+	done        chan struct{}
+	stopErr     error // set before done is closed
+}
+
+// NewEnv creates an env and, unless cfg.Listen is "", starts listening.
+func NewEnv(cfg Config) (*Env, error) {
+	e := &Env{
+		name:             cfg.Name,
+		log:              cfg.Logger,
+		transports:       map[string]Transport{},
+		secret:           append([]byte(nil), cfg.Secret...),
+		askTimeout:       cfg.AskTimeout,
+		maxMsg:           cfg.MaxMessageSize,
+		connectTimeout:   cfg.ConnectTimeout,
+		handshakeTimeout: cfg.HandshakeTimeout,
+		onDeadLetter:     cfg.OnDeadLetter,
+		observers:        map[*endpoint]struct{}{},
+		done:             make(chan struct{}),
+	}
+	if e.name == "" {
+		e.name = "rpcenv"
+	}
+	if e.log == nil {
+		e.log = slog.Default()
+	}
+	e.log = e.log.With("env", e.name)
+	switch {
+	case cfg.AskTimeout < 0:
+		return nil, fmt.Errorf("rpcenv: new env %q: Config.AskTimeout is negative (%v)", e.name, cfg.AskTimeout)
+	case cfg.MaxMessageSize < 0:
+		return nil, fmt.Errorf("rpcenv: new env %q: Config.MaxMessageSize is negative (%d)", e.name, cfg.MaxMessageSize)
+	case cfg.ConnectTimeout < 0 || cfg.HandshakeTimeout < 0:
+		return nil, fmt.Errorf("rpcenv: new env %q: Config.ConnectTimeout and HandshakeTimeout must not be negative", e.name)
+	}
+	if e.askTimeout == 0 {
+		e.askTimeout = DefaultAskTimeout
+	}
+	if e.maxMsg == 0 {
+		e.maxMsg = DefaultMaxMessageSize
+	}
+	if e.connectTimeout == 0 {
+		e.connectTimeout = DefaultConnectTimeout
+	}
+	if e.handshakeTimeout == 0 {
+		e.handshakeTimeout = DefaultHandshakeTimeout
+	}
+	for _, t := range cfg.Transports {
+		if t == nil {
+			return nil, fmt.Errorf("rpcenv: new env %q: Config.Transports holds a nil transport", e.name)
+		}
+		s := t.Scheme()
+		if _, dup := e.transports[s]; dup {
+			return nil, fmt.Errorf("rpcenv: new env %q: two transports serve scheme %q", e.name, s)
+		}
+		e.transports[s] = t
+	}
+	id := make([]byte, 16)
+	rand.Read(id)
+	e.id = hex.EncodeToString(id)
+	e.ctx, e.cancel = context.WithCancel(context.Background())
+	e.pool = newPool(workerIdle)
+	e.peers.init()
+
+	if cfg.Listen != "" {
+		scheme, addr, name, err := parseURI(cfg.Listen)
+		if err == nil && name != "" {
+			err = errors.New("a listen URI has no endpoint path")
+		}
+		if err != nil {
+			e.cancel()
+			return nil, fmt.Errorf("rpcenv: new env %q: Config.Listen %q: %w", e.name, cfg.Listen, err)
+		}
+		t, err := e.transport(scheme)
+		if err != nil {
+			e.cancel()
+			return nil, fmt.Errorf("rpcenv: new env %q: listen %s: %w", e.name, cfg.Listen, err)
+		}
+		l, err := t.Listen(addr, e.connOptions())
+		if err != nil {
+			e.cancel()
+			return nil, fmt.Errorf("rpcenv: new env %q: listen %s: %w", e.name, cfg.Listen, err)
+		}
+		e.listener = l
+		e.addr = scheme + "://" + l.Addr()
+		if cfg.Advertise != "" {
+			as, aa, an, err := parseURI(cfg.Advertise)
+			if err == nil && (an != "" || aa == "") {
+				err = errors.New("want scheme://host:port")
+			}
+			if err == nil && as != scheme {
+				err = fmt.Errorf("scheme %q differs from Config.Listen's %q", as, scheme)
+			}
+			if err != nil {
+				l.Close()
+				e.cancel()
+				return nil, fmt.Errorf("rpcenv: new env %q: Config.Advertise %q: %w", e.name, cfg.Advertise, err)
+			}
+			e.addr = strings.TrimSuffix(cfg.Advertise, "/")
+		}
+		e.wg.Add(1)
+		go e.acceptLoop(l)
+	} else if cfg.Advertise != "" {
+		e.cancel()
+		return nil, fmt.Errorf("rpcenv: new env %q: Config.Advertise is set but Config.Listen is empty (client mode)", e.name)
+	}
+	return e, nil
+}
+
+func (e *Env) connOptions() ConnOptions { return ConnOptions{MaxFrameSize: e.maxMsg} }
+
+func (e *Env) transport(scheme string) (Transport, error) {
+	if t, ok := e.transports[scheme]; ok {
+		return t, nil
+	}
+	known := make([]string, 0, len(e.transports))
+	for s := range e.transports {
+		known = append(known, s)
+	}
+	return nil, fmt.Errorf("%w %q (Config.Transports serves %v)", ErrUnknownScheme, scheme, known)
+}
+
+// Name returns Config.Name.
+func (e *Env) Name() string { return e.name }
+
+// Address returns the URI peers reach this env at: Config.Advertise, or
+// the address actually bound ("tcp://127.0.0.1:41234" after
+// "tcp://127.0.0.1:0"). It is "" for a client-mode env.
+func (e *Env) Address() string { return e.addr }
+
+// DeadLetters returns how many messages this env has dropped since it was
+// created (see DeadLetter).
+func (e *Env) DeadLetters() uint64 { return e.deadLetters.Load() }
+
+// Done returns a channel closed when Shutdown has finished: every
+// endpoint stopped, every connection closed, every goroutine gone.
+func (e *Env) Done() <-chan struct{} { return e.done }
+
+// EndpointOption configures an endpoint at Register.
+type EndpointOption func(*endpointOptions)
+
+type endpointOptions struct {
+	concurrency int
+}
+
+// WithConcurrency lets the endpoint handle up to n messages at once. The
+// default, 1, delivers one message at a time in arrival order, so the
+// endpoint needs no locks; with n > 1 it must be safe for concurrent use.
+// OnStart still runs alone before any message, OnStop alone after all.
+func WithConcurrency(n int) EndpointOption {
+	return func(o *endpointOptions) { o.concurrency = n }
+}
+
+// Register adds ep under name and returns its ref. OnStart, if ep has
+// one, runs before any message, in ep's inbox: Register does not wait for
+// it. Names are unique in an env (ErrNameTaken) and may not contain '/'
+// or white space. After Shutdown, Register returns ErrEnvStopped.
+func (e *Env) Register(name string, ep Endpoint, opts ...EndpointOption) (*Ref, error) {
+	o := endpointOptions{concurrency: 1}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	switch {
+	case name == "" || strings.ContainsAny(name, "/ \t\r\n"):
+		return nil, fmt.Errorf("rpcenv: register %q in %s: a name must be non-empty, without '/' or spaces", name, e.name)
+	case ep == nil:
+		return nil, fmt.Errorf("rpcenv: register %q in %s: nil Endpoint", name, e.name)
+	case o.concurrency < 1:
+		return nil, fmt.Errorf("rpcenv: register %q in %s: WithConcurrency(%d): want at least 1", name, e.name, o.concurrency)
+	}
+	x := &endpoint{env: e, name: name, impl: ep, max: o.concurrency, done: make(chan struct{})}
+	x.self = newRef(e, name, e.addr, e.id, e.name)
+	x.self.ep = x
+	x.sendCtx = &Context{ep: x, sender: e.addr}
+	x.observer, _ = ep.(NetworkObserver)
+	_, starts := ep.(Starter)
+
+	e.regMu.Lock()
+	defer e.regMu.Unlock()
+	if e.stopping.Load() {
+		return nil, fmt.Errorf("rpcenv: register %q in %s: %w", name, e.name, ErrEnvStopped)
+	}
+	if _, taken := e.endpoints.LoadOrStore(name, x); taken {
+		return nil, fmt.Errorf("rpcenv: register %q in %s: %w", name, e.name, ErrNameTaken)
+	}
+	if x.observer != nil {
+		e.observers[x] = struct{}{}
+	}
+	if starts {
+		x.mu.Lock()
+		x.starting = true
+		x.q.push(item{kind: itemStart})
+		x.active = 1
+		x.mu.Unlock()
+		e.pool.run(x)
+	}
+	return x.self, nil
+}
+
+// Stop stops the endpoint ref points to, which must belong to this env.
+// It returns at once: messages already queued are still handled, then
+// OnStop runs. Messages sent after Stop are dead letters, asks fail with
+// ErrEndpointNotFound, and the name is free to register again. Stopping a
+// stopped endpoint is a no-op; Stop may be called from the endpoint's own
+// Receive.
+func (e *Env) Stop(ref *Ref) error {
+	if ref == nil || !e.isLocal(ref) {
+		return fmt.Errorf("rpcenv: stop %s: the ref does not belong to env %s", ref, e.name)
+	}
+	v, ok := e.endpoints.Load(ref.name)
+	if !ok {
+		return nil
+	}
+	x := v.(*endpoint)
+	if ref.ep != nil && ref.ep != x {
+		return nil // that endpoint stopped already; the name has a new owner
+	}
+	e.stopEndpoint(x)
+	return nil
+}
+
+func (e *Env) stopEndpoint(x *endpoint) {
+	e.endpoints.CompareAndDelete(x.name, x)
+	e.regMu.Lock()
+	delete(e.observers, x)
+	e.regMu.Unlock()
+	x.stop()
+}
+
+// failStart stops an endpoint whose OnStart failed, rejecting what queued
+// up behind it.
+func (e *Env) failStart(x *endpoint) {
+	e.endpoints.CompareAndDelete(x.name, x)
+	e.regMu.Lock()
+	delete(e.observers, x)
+	e.regMu.Unlock()
+	x.mu.Lock()
+	var dropped []item
+	for x.q.n > 0 {
+		dropped = append(dropped, x.q.pop())
+	}
+	x.stopping = true
+	x.q.push(item{kind: itemStop})
+	x.mu.Unlock()
+	for _, it := range dropped {
+		if it.kind == itemMessage {
+			e.reject(x.self.String(), it, fmt.Errorf("%w: OnStart failed", ErrEndpointNotFound))
+		}
+	}
+}
+
+// reject answers an item that will not be delivered: an ask fails, a
+// send is a dead letter.
+func (e *Env) reject(target string, it item, reason error) {
+	if it.c.ans != nil {
+		it.c.ans.fail(it.c.ep, envError{reason})
+		return
+	}
+	e.deadLetter(DeadLetter{Target: target, Type: typeName(it.msg), Sender: it.c.sender, Reason: reason})
+}
+
+func typeName(msg any) string {
+	if msg == nil {
+		return "nil"
+	}
+	if w, _, err := checkType(msg); err == nil {
+		return w
+	}
+	return fmt.Sprintf("%T", msg)
+}
+
+func (e *Env) deadLetter(d DeadLetter) {
+	e.deadLetters.Add(1)
+	if e.onDeadLetter != nil {
+		e.onDeadLetter(d)
+	}
+	level := slog.LevelWarn
+	if e.stopping.Load() {
+		level = slog.LevelDebug // racing our own shutdown is expected, not alarming
+	}
+	e.log.Log(context.Background(), level, "rpcenv: dead letter", "target", d.Target, "type", d.Type, "sender", d.Sender, "reason", d.Reason)
+}
+
+func (e *Env) localEndpoint(name string) *endpoint {
+	if v, ok := e.endpoints.Load(name); ok {
+		return v.(*endpoint)
+	}
+	return nil
+}
+
+// isLocal reports whether r points into this env.
+func (e *Env) isLocal(r *Ref) bool {
+	return r.envID == e.id || (r.addr != "" && r.addr == e.addr)
+}
+
+// target returns r's endpoint when it is local and alive.
+func (e *Env) target(r *Ref) *endpoint {
+	if x := r.ep; x != nil && x.env == e {
+		if v, ok := e.endpoints.Load(r.name); ok && v == x {
+			return x
+		}
+		return nil
+	}
+	return e.localEndpoint(r.name)
+}
+
+// send is Ref.Send.
+func (e *Env) send(r *Ref, msg any) error {
+	if e.stopping.Load() {
+		return fmt.Errorf("rpcenv: send %s: %w", r, ErrEnvStopped)
+	}
+	wire, _, err := checkType(msg)
+	if err != nil {
+		return fmt.Errorf("rpcenv: send %s: %w", r, err)
+	}
+	if e.isLocal(r) {
+		x := e.target(r)
+		if x == nil || !x.post(item{kind: itemMessage, msg: msg, c: x.sendCtx}) {
+			err := fmt.Errorf("rpcenv: send %s: %w", r, ErrEndpointNotFound)
+			e.deadLetter(DeadLetter{Target: r.String(), Type: typeName(msg), Reason: ErrEndpointNotFound})
+			return err
+		}
+		return nil
+	}
+	frame, err := encodeFrame(&header{kind: kindSend, to: r.name, typ: wire}, msg, e.maxMsg)
+	if err != nil {
+		return fmt.Errorf("rpcenv: send %s: %w", r, err)
+	}
+	p, err := e.route(r)
+	if err != nil {
+		e.deadLetter(DeadLetter{Target: r.String(), Type: wire, Reason: err})
+		return fmt.Errorf("rpcenv: send %s: %w", r, err)
+	}
+	if err := p.write(r.lane, frame, r.String(), wire); err != nil {
+		e.deadLetter(DeadLetter{Target: r.String(), Type: wire, Reason: err})
+		return fmt.Errorf("rpcenv: send %s: %w", r, err)
+	}
+	return nil
+}
+
+// ask is Ref.Ask.
+func (e *Env) ask(ctx context.Context, r *Ref, msg any) (any, error) {
+	if e.stopping.Load() {
+		return nil, fmt.Errorf("rpcenv: ask %s: %w", r, ErrEnvStopped)
+	}
+	wire, _, err := checkType(msg)
+	if err != nil {
+		return nil, fmt.Errorf("rpcenv: ask %s: %w", r, err)
+	}
+	w := e.newWait(ctx)
+	defer w.stop()
+	if e.isLocal(r) {
+		x := e.target(r)
+		c := &call{res: make(chan result, 1)}
+		c.deadline = w.deadline
+		if x == nil || !x.post(item{kind: itemMessage, msg: msg, c: &Context{ep: x, sender: e.addr, ans: c}}) {
+			return nil, fmt.Errorf("rpcenv: ask %s: %w", r, ErrEndpointNotFound)
+		}
+		return e.await(ctx, w, r.String(), c, nil)
+	}
+	p, err := e.route(r)
+	if err != nil {
+		return nil, fmt.Errorf("rpcenv: ask %s: %w", r, err)
+	}
+	return e.remoteCall(ctx, w, r.String(), p, &header{kind: kindAsk, to: r.name, typ: wire}, msg)
+}
+
+// remoteCall sends an ask or a lookup over p and waits for the answer.
+func (e *Env) remoteCall(ctx context.Context, w *waiter, target string, p *peer, h *header, body any) (any, error) {
+	h.id = e.nextID.Add(1)
+	h.timeout = int64(time.Until(w.deadline))
+	if h.timeout <= 0 {
+		h.timeout = 1
+	}
+	frame, err := encodeFrame(h, body, e.maxMsg)
+	if err != nil {
+		return nil, fmt.Errorf("rpcenv: ask %s: %w", target, err)
+	}
+	c := &call{res: make(chan result, 1), target: target}
+	if err := p.addCall(h.id, c); err != nil {
+		return nil, fmt.Errorf("rpcenv: ask %s: %w", target, err)
+	}
+	if err := p.write(0, frame, target, h.typ); err != nil {
+		p.takeCall(h.id)
+		return nil, fmt.Errorf("rpcenv: ask %s: %w", target, err)
+	}
+	return e.await(ctx, w, target, c, func() {
+		if p.takeCall(h.id) != nil {
+			p.cancelRemote(h.id)
+		}
+	})
+}
+
+// waiter holds an ask's deadline and where it came from.
+type waiter struct {
+	start    time.Time
+	deadline time.Time
+	fromCtx  bool
+	timer    *time.Timer // set when the deadline is Config.AskTimeout
+}
+
+func (e *Env) newWait(ctx context.Context) *waiter {
+	w := &waiter{start: time.Now()}
+	if d, ok := ctx.Deadline(); ok {
+		w.deadline, w.fromCtx = d, true
+	} else {
+		w.deadline = w.start.Add(e.askTimeout)
+		w.timer = time.NewTimer(e.askTimeout)
+	}
+	return w
+}
+
+func (w *waiter) stop() {
+	if w.timer != nil {
+		w.timer.Stop()
+	}
+}
+
+// await waits for c's answer, the deadline, the caller's cancellation or
+// the env's shutdown. giveUp, if set, runs when the asker stops waiting.
+func (e *Env) await(ctx context.Context, w *waiter, target string, c *call, giveUp func()) (any, error) {
+	var timeout <-chan time.Time
+	if w.timer != nil {
+		timeout = w.timer.C
+	}
+	var err error
+	select {
+	case res := <-c.res:
+		return res.v, res.err
+	case <-ctx.Done():
+		waited := time.Since(w.start).Round(time.Millisecond)
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			err = fmt.Errorf("rpcenv: ask %s: no reply within %v (deadline set by the caller's context): %w",
+				target, w.deadline.Sub(w.start).Round(time.Millisecond), context.DeadlineExceeded)
+		} else {
+			err = fmt.Errorf("rpcenv: ask %s: canceled by the caller after %v: %w", target, waited, ctx.Err())
+		}
+	case <-timeout:
+		err = fmt.Errorf("rpcenv: ask %s: no reply within %v (deadline set by Config.AskTimeout, as the caller's context had none): %w",
+			target, e.askTimeout, context.DeadlineExceeded)
+	case <-e.ctx.Done():
+		err = fmt.Errorf("rpcenv: ask %s: %w", target, ErrEnvStopped)
+	}
+	if giveUp != nil {
+		giveUp()
+	}
+	c.giveUp()
+	return nil, err
+}
+
+// Lookup returns a ref to the endpoint at uri ("tcp://host:port/name"),
+// after checking with its env that the endpoint exists. It fails with
+// ErrEndpointNotFound (naming the URI) if it does not, ErrUnknownScheme if
+// no transport serves the URI's scheme, and as an Ask does if the env
+// cannot be reached in time (ctx's deadline, or Config.AskTimeout).
+func (e *Env) Lookup(ctx context.Context, uri string) (*Ref, error) {
+	if e.stopping.Load() {
+		return nil, fmt.Errorf("rpcenv: lookup %s: %w", uri, ErrEnvStopped)
+	}
+	scheme, addr, name, err := parseURI(uri)
+	if err == nil && name == "" {
+		err = errors.New("the URI names no endpoint (want scheme://address/name)")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("rpcenv: lookup %q: %w", uri, err)
+	}
+	envURI := scheme + "://" + addr
+	if envURI == e.addr {
+		if x := e.localEndpoint(name); x != nil {
+			return x.self, nil
+		}
+		return nil, fmt.Errorf("rpcenv: lookup %s: %w", uri, ErrEndpointNotFound)
+	}
+	if _, err := e.transport(scheme); err != nil {
+		return nil, fmt.Errorf("rpcenv: lookup %s: %w", uri, err)
+	}
+	p := e.peerFor(envURI)
+	w := e.newWait(ctx)
+	defer w.stop()
+	v, err := e.remoteCall(ctx, w, uri, p, &header{kind: kindLookup, to: name}, nil)
+	if err != nil {
+		return nil, err
+	}
+	ref, ok := v.(*Ref)
+	if !ok || ref == nil || ref.name != name {
+		return nil, fmt.Errorf("rpcenv: lookup %s: %w: the answer is not a ref to %q", uri, ErrProtocol, name)
+	}
+	return ref, nil
+}
+
+// Shutdown stops every endpoint (each runs its queued messages, then
+// OnStop), fails this env's pending asks with ErrEnvStopped, closes the
+// listener and every connection, and waits for every goroutine it started
+// to exit, or for ctx to be done (it then returns ctx's error and the rest
+// of the shutdown goes on; Done tells when it ends). Peers see this env's
+// connections close; its own endpoints see no OnDisconnected. Calling
+// Shutdown again waits for the same shutdown.
+func (e *Env) Shutdown(ctx context.Context) error {
+	e.stopOnce.Do(func() {
+		e.regMu.Lock()
+		e.stopping.Store(true)
+		e.regMu.Unlock()
+		e.cancel()
+		go e.shutdown()
+	})
+	select {
+	case <-e.done:
+		return e.stopErr
+	case <-ctx.Done():
+		return fmt.Errorf("rpcenv: shutdown %s: %w (endpoints still running; Done closes when they finish)", e.name, ctx.Err())
+	}
+}
+
+// shutdown runs once, in its own goroutine, and closes done.
+func (e *Env) shutdown() {
+	var errs []error
+	if e.listener != nil {
+		if err := e.listener.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close listener: %w", err))
+		}
+	}
+	var all []*endpoint
+	e.endpoints.Range(func(_, v any) bool {
+		all = append(all, v.(*endpoint))
+		return true
+	})
+	for _, x := range all {
+		e.stopEndpoint(x)
+	}
+	for _, x := range all {
+		<-x.done
+	}
+	e.peers.closeAll(fmt.Errorf("%w: env %s shut down", ErrEnvStopped, e.name))
+	e.wg.Wait()
+	e.pool.close()
+	if len(errs) > 0 {
+		e.stopErr = fmt.Errorf("rpcenv: shutdown %s: %w", e.name, errors.Join(errs...))
+	}
+	close(e.done)
+}
+
+// parseURI splits "scheme://addr/name"; name may be empty.
+func parseURI(uri string) (scheme, addr, name string, err error) {
+	scheme, rest, ok := strings.Cut(uri, "://")
+	if !ok || scheme == "" {
+		return "", "", "", errors.New("want scheme://address[/name]")
+	}
+	addr, name, _ = strings.Cut(rest, "/")
+	if addr == "" {
+		return "", "", "", errors.New("the URI has no address")
+	}
+	if strings.Contains(name, "/") {
+		return "", "", "", errors.New("an endpoint name cannot contain '/'")
+	}
+	return scheme, addr, name, nil
+}

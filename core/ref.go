@@ -1,0 +1,155 @@
+package core
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"reflect"
+	"sync/atomic"
+)
+
+// Ref points to an endpoint, in this env or another, and sends messages
+// to it. A Ref is safe for concurrent use by multiple goroutines and may
+// be sent inside messages (as a *Ref field or as the message itself): the
+// receiving env can use it at once. A ref to an endpoint of a client-mode
+// env (one without a listener) is reached over the connection on which it
+// arrived; while no connection to that env exists, using it fails with
+// ErrDisconnected.
+//
+// The zero Ref and refs decoded outside an env are unusable: get refs from
+// Register, Lookup, Context.Self, or inside a received message.
+type Ref struct {
+	name    string
+	addr    string // advertised URI of the owning env; "" for a client-mode env
+	envID   string // the owning env's unique id
+	envName string // the owning env's Config.Name, for messages about client-mode refs
+	lane    uint64 // ordering lane for sends to this endpoint (never 0)
+
+	env *Env      // the env this ref sends through; set once, before the ref is shared
+	ep  *endpoint // the endpoint itself when it belongs to env (a cache)
+
+	route atomic.Pointer[peer] // the connection last used, while it is alive
+}
+
+// refWire is a Ref on the wire: [name, address, env id, env name].
+type refWire struct {
+	_       struct{} `cbor:",toarray"`
+	Name    string
+	Addr    string
+	EnvID   string
+	EnvName string
+}
+
+func newRef(e *Env, name, addr, envID, envName string) *Ref {
+	return &Ref{name: name, addr: addr, envID: envID, envName: envName, lane: laneOf(name), env: e}
+}
+
+func laneOf(name string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(name))
+	return h.Sum64() | 1 // never 0, which means "unordered"
+}
+
+// MarshalCBOR implements cbor.Marshaler: a ref travels as its name, its
+// env's address and its env's id.
+func (r *Ref) MarshalCBOR() ([]byte, error) {
+	return encMode.Marshal(refWire{Name: r.name, Addr: r.addr, EnvID: r.envID, EnvName: r.envName})
+}
+
+// UnmarshalCBOR implements cbor.Unmarshaler. The ref it yields becomes
+// usable when the env that received it delivers the message.
+func (r *Ref) UnmarshalCBOR(data []byte) error {
+	var w refWire
+	if err := decMode.Unmarshal(data, &w); err != nil {
+		return err
+	}
+	if w.Name == "" || w.EnvID == "" {
+		return fmt.Errorf("%w: a ref needs a name and an env id", ErrProtocol)
+	}
+	*r = Ref{name: w.Name, addr: w.Addr, envID: w.EnvID, envName: w.EnvName, lane: laneOf(w.Name)}
+	return nil
+}
+
+// bind makes a decoded ref send through e.
+func (r *Ref) bind(e *Env) {
+	r.env = e
+}
+
+// Name returns the endpoint's name.
+func (r *Ref) Name() string { return r.name }
+
+// Address returns the URI of the endpoint's env ("tcp://127.0.0.1:41234"),
+// or "" for an endpoint of a client-mode env.
+func (r *Ref) Address() string { return r.addr }
+
+// String returns the endpoint's URI, "tcp://127.0.0.1:41234/driver". For
+// an endpoint of a client-mode env, which has no address, it returns
+// "client://ENVNAME.ID/name": a label for messages, not a URI to look up.
+func (r *Ref) String() string {
+	if r == nil {
+		return "<nil ref>"
+	}
+	if r.addr != "" {
+		return r.addr + "/" + r.name
+	}
+	id := r.envID
+	if len(id) > 8 {
+		id = id[:8]
+	}
+	return "client://" + r.envName + "." + id + "/" + r.name
+}
+
+var errUnusableRef = errors.New("ref is nil or not bound to an env (get refs from Register, Lookup or a received message)")
+
+// Send delivers msg to the endpoint, fire-and-forget and at most once.
+// It returns only the errors known at once: an unregistered type
+// (ErrUnregisteredType), a message too large (ErrMessageTooLarge), a
+// stopped env (ErrEnvStopped), an endpoint of this env that does not
+// exist (ErrEndpointNotFound), a client-mode peer with no connection
+// (ErrDisconnected). A message that is lost later (its connection fails,
+// the remote endpoint does not exist) is counted as a dead letter by the
+// env that dropped it, and logged.
+//
+// Sends from one goroutine to one endpoint are received in the order sent.
+func (r *Ref) Send(msg any) error {
+	if r == nil || r.env == nil {
+		return fmt.Errorf("rpcenv: send %s: %w", r, errUnusableRef)
+	}
+	return r.env.send(r, msg)
+}
+
+// Ask sends msg to the endpoint and waits for its reply. The wait ends at
+// ctx's deadline or, when ctx has none, after Config.AskTimeout; the error
+// then wraps context.DeadlineExceeded and names the target, the time
+// waited and where the deadline came from. An answer the endpoint failed
+// with arrives as a *RemoteError. If the connection carrying the ask
+// breaks, Ask fails at once with ErrDisconnected.
+func (r *Ref) Ask(ctx context.Context, msg any) (any, error) {
+	if r == nil || r.env == nil {
+		return nil, fmt.Errorf("rpcenv: ask %s: %w", r, errUnusableRef)
+	}
+	return r.env.ask(ctx, r, msg)
+}
+
+// Ask is Ref.Ask with the reply's type checked: a reply that is not a T
+// is an error naming both types.
+func Ask[T any](ctx context.Context, r *Ref, msg any) (T, error) {
+	var zero T
+	v, err := r.Ask(ctx, msg)
+	if err != nil {
+		return zero, err
+	}
+	if v == nil {
+		// A nil reply is the zero value of a pointer, interface, slice or map T.
+		switch reflect.TypeFor[T]().Kind() {
+		case reflect.Pointer, reflect.Interface, reflect.Slice, reflect.Map:
+			return zero, nil
+		}
+	}
+	t, ok := v.(T)
+	if !ok {
+		return zero, fmt.Errorf("rpcenv: ask %s: the reply is a %T, not a %v", r, v, reflect.TypeFor[T]())
+	}
+	return t, nil
+}
