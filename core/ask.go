@@ -2,6 +2,7 @@ package core
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -52,6 +53,7 @@ type call struct {
 	res      chan result // buffered 1: an answer never blocks, a late one is dropped
 	answered atomic.Bool
 	target   string
+	hctx     Context // the handler's Context, for a local ask
 	handlerCtx
 }
 
@@ -60,7 +62,10 @@ func (c *call) deliver(v any, err error) bool {
 	if !c.answered.CompareAndSwap(false, true) {
 		return false
 	}
-	c.res <- result{v, err}
+	select {
+	case c.res <- result{v, err}:
+	default: // the deadline timer got there first: this answer is late
+	}
 	c.end()
 	return true
 }
@@ -147,4 +152,102 @@ func (c *inCall) fail(ep *endpoint, err error) error {
 func (c *inCall) finish() {
 	c.p.takeInCall(c.id)
 	c.end()
+}
+
+// waiter holds an ask's deadline and where it came from.
+type waiter struct {
+	start    time.Time
+	deadline time.Time
+	fromCtx  bool // the deadline is the caller's; otherwise Config.AskTimeout
+}
+
+func (e *Env) newWait(ctx context.Context) waiter {
+	w := waiter{start: time.Now()}
+	if d, ok := ctx.Deadline(); ok {
+		w.deadline, w.fromCtx = d, true
+	} else {
+		w.deadline = w.start.Add(e.askTimeout)
+	}
+	return w
+}
+
+// errTimedOut is what a deadline timer delivers into a call.
+var errTimedOut = errors.New("rpcenv: ask timed out")
+
+// deadline is a reusable timer that answers a call with errTimedOut. It
+// keeps the timer out of the asker's select (which then waits on fewer
+// channels) and off the allocator.
+type deadline struct {
+	t *time.Timer
+	c atomic.Pointer[call]
+}
+
+var deadlines = sync.Pool{New: func() any {
+	d := new(deadline)
+	d.t = time.AfterFunc(time.Hour, func() {
+		if c := d.c.Load(); c != nil {
+			select { // not through deliver: a reply after this is late, not a second answer
+			case c.res <- result{err: errTimedOut}:
+			default:
+			}
+		}
+	})
+	d.t.Stop()
+	return d
+}}
+
+func armDeadline(c *call, after time.Duration) *deadline {
+	d := deadlines.Get().(*deadline)
+	d.c.Store(c)
+	d.t.Reset(after)
+	return d
+}
+
+func (d *deadline) disarm() {
+	if d.t.Stop() {
+		d.c.Store(nil)
+		deadlines.Put(d) // its function will not run: safe to reuse
+	}
+	// Otherwise it fired, and its function may still be running with c:
+	// harmless for c, which is answered once, but d is not reused.
+}
+
+// await waits for c's answer, the deadline, the caller's cancellation or
+// the env's shutdown. giveUp, if set, runs when the asker stops waiting.
+func (e *Env) await(ctx context.Context, w *waiter, target string, c *call, giveUp func()) (any, error) {
+	var d *deadline
+	if !w.fromCtx {
+		d = armDeadline(c, time.Until(w.deadline))
+	}
+	var err error
+	select {
+	case res := <-c.res:
+		if d != nil {
+			d.disarm()
+			d = nil
+		}
+		if res.err != errTimedOut {
+			return res.v, res.err
+		}
+		err = fmt.Errorf("rpcenv: ask %s: no reply within %v (deadline set by Config.AskTimeout, as the caller's context had none): %w",
+			target, e.askTimeout, context.DeadlineExceeded)
+	case <-ctx.Done():
+		waited := time.Since(w.start).Round(time.Millisecond)
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			err = fmt.Errorf("rpcenv: ask %s: no reply within %v (deadline set by the caller's context): %w",
+				target, w.deadline.Sub(w.start).Round(time.Millisecond), context.DeadlineExceeded)
+		} else {
+			err = fmt.Errorf("rpcenv: ask %s: canceled by the caller after %v: %w", target, waited, ctx.Err())
+		}
+	case <-e.ctx.Done():
+		err = fmt.Errorf("rpcenv: ask %s: %w", target, ErrEnvStopped)
+	}
+	if d != nil {
+		d.disarm()
+	}
+	if giveUp != nil {
+		giveUp()
+	}
+	c.giveUp()
+	return nil, err
 }

@@ -404,15 +404,35 @@ func (e *Env) isLocal(r *Ref) bool {
 	return r.envID == e.id || (r.addr != "" && r.addr == e.addr)
 }
 
-// target returns r's endpoint when it is local and alive.
-func (e *Env) target(r *Ref) *endpoint {
-	if x := r.ep; x != nil && x.env == e {
-		if v, ok := e.endpoints.Load(r.name); ok && v == x {
-			return x
-		}
-		return nil
+// postLocal posts it to the local endpoint r names. r's cached endpoint
+// is tried first (no map lookup); once it has stopped, the name is looked
+// up again, for it may have a new owner. A nil it.c means a send, which
+// gets the endpoint's shared send Context; an ask's Context gets its
+// endpoint filled in here.
+func (e *Env) postLocal(r *Ref, it item) bool {
+	x := r.ep
+	if x == nil || x.env != e {
+		x = e.localEndpoint(r.name)
 	}
-	return e.localEndpoint(r.name)
+	for range 2 {
+		if x == nil {
+			return false
+		}
+		if it.c == nil || it.c.ans == nil {
+			it.c = x.sendCtx
+		} else {
+			it.c.ep = x
+		}
+		if x.post(it) {
+			return true
+		}
+		if y := e.localEndpoint(r.name); y != x {
+			x = y
+			continue
+		}
+		return false
+	}
+	return false
 }
 
 // send is Ref.Send.
@@ -425,8 +445,7 @@ func (e *Env) send(r *Ref, msg any) error {
 		return fmt.Errorf("rpcenv: send %s: %w", r, err)
 	}
 	if e.isLocal(r) {
-		x := e.target(r)
-		if x == nil || !x.post(item{kind: itemMessage, msg: msg, c: x.sendCtx}) {
+		if !e.postLocal(r, item{kind: itemMessage, msg: msg}) {
 			err := fmt.Errorf("rpcenv: send %s: %w", r, ErrEndpointNotFound)
 			e.deadLetter(DeadLetter{Target: r.String(), Type: typeName(msg), Reason: ErrEndpointNotFound})
 			return err
@@ -449,7 +468,8 @@ func (e *Env) send(r *Ref, msg any) error {
 	return nil
 }
 
-// ask is Ref.Ask.
+// ask is Ref.Ask. A local ask allocates the call (with its Context and
+// channel); the deadline timer comes from a pool.
 func (e *Env) ask(ctx context.Context, r *Ref, msg any) (any, error) {
 	if e.stopping.Load() {
 		return nil, fmt.Errorf("rpcenv: ask %s: %w", r, ErrEnvStopped)
@@ -459,21 +479,20 @@ func (e *Env) ask(ctx context.Context, r *Ref, msg any) (any, error) {
 		return nil, fmt.Errorf("rpcenv: ask %s: %w", r, err)
 	}
 	w := e.newWait(ctx)
-	defer w.stop()
 	if e.isLocal(r) {
-		x := e.target(r)
 		c := &call{res: make(chan result, 1)}
 		c.deadline = w.deadline
-		if x == nil || !x.post(item{kind: itemMessage, msg: msg, c: &Context{ep: x, sender: e.addr, ans: c}}) {
+		c.hctx = Context{sender: e.addr, ans: c}
+		if !e.postLocal(r, item{kind: itemMessage, msg: msg, c: &c.hctx}) {
 			return nil, fmt.Errorf("rpcenv: ask %s: %w", r, ErrEndpointNotFound)
 		}
-		return e.await(ctx, w, r.String(), c, nil)
+		return e.await(ctx, &w, r.String(), c, nil)
 	}
 	p, err := e.route(r)
 	if err != nil {
 		return nil, fmt.Errorf("rpcenv: ask %s: %w", r, err)
 	}
-	return e.remoteCall(ctx, w, r.String(), p, &header{kind: kindAsk, to: r.name, typ: wire}, msg)
+	return e.remoteCall(ctx, &w, r.String(), p, &header{kind: kindAsk, to: r.name, typ: wire}, msg)
 }
 
 // remoteCall sends an ask or a lookup over p and waits for the answer.
@@ -500,63 +519,6 @@ func (e *Env) remoteCall(ctx context.Context, w *waiter, target string, p *peer,
 			p.cancelRemote(h.id)
 		}
 	})
-}
-
-// waiter holds an ask's deadline and where it came from.
-type waiter struct {
-	start    time.Time
-	deadline time.Time
-	fromCtx  bool
-	timer    *time.Timer // set when the deadline is Config.AskTimeout
-}
-
-func (e *Env) newWait(ctx context.Context) *waiter {
-	w := &waiter{start: time.Now()}
-	if d, ok := ctx.Deadline(); ok {
-		w.deadline, w.fromCtx = d, true
-	} else {
-		w.deadline = w.start.Add(e.askTimeout)
-		w.timer = time.NewTimer(e.askTimeout)
-	}
-	return w
-}
-
-func (w *waiter) stop() {
-	if w.timer != nil {
-		w.timer.Stop()
-	}
-}
-
-// await waits for c's answer, the deadline, the caller's cancellation or
-// the env's shutdown. giveUp, if set, runs when the asker stops waiting.
-func (e *Env) await(ctx context.Context, w *waiter, target string, c *call, giveUp func()) (any, error) {
-	var timeout <-chan time.Time
-	if w.timer != nil {
-		timeout = w.timer.C
-	}
-	var err error
-	select {
-	case res := <-c.res:
-		return res.v, res.err
-	case <-ctx.Done():
-		waited := time.Since(w.start).Round(time.Millisecond)
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			err = fmt.Errorf("rpcenv: ask %s: no reply within %v (deadline set by the caller's context): %w",
-				target, w.deadline.Sub(w.start).Round(time.Millisecond), context.DeadlineExceeded)
-		} else {
-			err = fmt.Errorf("rpcenv: ask %s: canceled by the caller after %v: %w", target, waited, ctx.Err())
-		}
-	case <-timeout:
-		err = fmt.Errorf("rpcenv: ask %s: no reply within %v (deadline set by Config.AskTimeout, as the caller's context had none): %w",
-			target, e.askTimeout, context.DeadlineExceeded)
-	case <-e.ctx.Done():
-		err = fmt.Errorf("rpcenv: ask %s: %w", target, ErrEnvStopped)
-	}
-	if giveUp != nil {
-		giveUp()
-	}
-	c.giveUp()
-	return nil, err
 }
 
 // Lookup returns a ref to the endpoint at uri ("tcp://host:port/name"),
@@ -587,8 +549,7 @@ func (e *Env) Lookup(ctx context.Context, uri string) (*Ref, error) {
 	}
 	p := e.peerFor(envURI)
 	w := e.newWait(ctx)
-	defer w.stop()
-	v, err := e.remoteCall(ctx, w, uri, p, &header{kind: kindLookup, to: name}, nil)
+	v, err := e.remoteCall(ctx, &w, uri, p, &header{kind: kindLookup, to: name}, nil)
 	if err != nil {
 		return nil, err
 	}

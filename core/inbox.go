@@ -18,47 +18,69 @@ const (
 	itemNetworkError
 )
 
-// item is one entry of an inbox.
+// item is one entry of an inbox (40 bytes: network events, which are
+// rare, live behind a pointer).
 type item struct {
-	kind   itemKind
-	msg    any
-	c      *Context
-	remote string // network events
-	err    error  // network errors
+	kind itemKind
+	msg  any
+	c    *Context
+	ev   *netEvent
 }
 
-// ring is a FIFO of items; it holds no storage while empty for long.
-type ring struct {
-	buf  []item
-	head int
-	n    int
+type netEvent struct {
+	remote string
+	err    error
 }
+
+// ring is the FIFO of an inbox: a list of fixed-size chunks, so that a
+// growing queue never copies what it holds. Chunks come from a pool and go
+// back when drained: an idle endpoint holds no storage.
+type ring struct {
+	head, tail *chunk
+	hi, ti     int // next pop in head, next push in tail
+	n          int
+}
+
+const chunkItems = 32
+
+type chunk struct {
+	items [chunkItems]item
+	next  *chunk
+}
+
+var chunks = sync.Pool{New: func() any { return new(chunk) }}
 
 func (r *ring) push(it item) {
-	if r.n == len(r.buf) {
-		size := 2 * len(r.buf)
-		if size == 0 {
-			size = 4
+	if r.tail == nil || r.ti == chunkItems {
+		c := chunks.Get().(*chunk)
+		if r.tail == nil {
+			r.head, r.hi = c, 0
+		} else {
+			r.tail.next = c
 		}
-		buf := make([]item, size)
-		for i := range r.n {
-			buf[i] = r.buf[(r.head+i)%len(r.buf)]
-		}
-		r.buf, r.head = buf, 0
+		r.tail, r.ti = c, 0
 	}
-	r.buf[(r.head+r.n)%len(r.buf)] = it
+	r.tail.items[r.ti] = it
+	r.ti++
 	r.n++
 }
 
-func (r *ring) peek() *item { return &r.buf[r.head] }
+func (r *ring) peek() *item { return &r.head.items[r.hi] }
 
 func (r *ring) pop() item {
-	it := r.buf[r.head]
-	r.buf[r.head] = item{}
-	r.head = (r.head + 1) % len(r.buf)
+	c := r.head
+	it := c.items[r.hi]
+	c.items[r.hi] = item{}
+	r.hi++
 	r.n--
-	if r.n == 0 && len(r.buf) > 1024 {
-		r.buf, r.head = nil, 0 // let a burst's storage go
+	switch {
+	case r.n == 0:
+		chunks.Put(c)
+		r.head, r.tail, r.hi, r.ti = nil, nil, 0, 0
+	case r.hi == chunkItems:
+		r.head, r.hi = c.next, 0
+		c.next = nil
+		chunks.Put(c)
 	}
 	return it
 }
@@ -135,18 +157,35 @@ func (ep *endpoint) take() (item, bool) {
 	return ep.q.pop(), true
 }
 
-// run processes items until there is none this worker may take.
+// run processes items until there is none this worker may take. An
+// endpoint that takes one message at a time gets its items in batches, so
+// the worker takes the lock once per batch rather than once per item.
 func (ep *endpoint) run() {
+	var batch [32]item
 	for {
 		ep.mu.Lock()
-		it, ok := ep.take()
-		if !ok {
+		n := 0
+		if ep.max == 1 {
+			for n < len(batch) && ep.q.n > 0 {
+				batch[n] = ep.q.pop()
+				n++
+				if batch[n-1].kind == itemStart {
+					break // nothing runs beside OnStart, nor is batched with it
+				}
+			}
+		} else if it, ok := ep.take(); ok {
+			batch[0], n = it, 1
+		}
+		if n == 0 {
 			ep.active--
 			ep.mu.Unlock()
 			return
 		}
 		ep.mu.Unlock()
-		ep.process(it)
+		for i := range n {
+			ep.process(batch[i])
+			batch[i] = item{}
+		}
 	}
 }
 
@@ -162,11 +201,11 @@ func (ep *endpoint) process(it item) {
 		}
 		close(ep.done)
 	case itemConnected:
-		ep.protect("OnConnected", func() { ep.observer.OnConnected(it.remote) })
+		ep.protect("OnConnected", func() { ep.observer.OnConnected(it.ev.remote) })
 	case itemDisconnected:
-		ep.protect("OnDisconnected", func() { ep.observer.OnDisconnected(it.remote) })
+		ep.protect("OnDisconnected", func() { ep.observer.OnDisconnected(it.ev.remote) })
 	case itemNetworkError:
-		ep.protect("OnNetworkError", func() { ep.observer.OnNetworkError(it.remote, it.err) })
+		ep.protect("OnNetworkError", func() { ep.observer.OnNetworkError(it.ev.remote, it.ev.err) })
 	}
 }
 
@@ -241,49 +280,102 @@ func (ep *endpoint) reportError(err error) {
 	ep.env.log.Error("rpcenv: endpoint error", "endpoint", ep.self.String(), "err", err)
 }
 
-// pool runs inboxes on goroutines that outlive one inbox: a worker that
-// finished an inbox waits idleTimeout for another before exiting. A busy or
+// pool runs inboxes on goroutines that outlive one inbox. A busy or
 // blocked endpoint holds its worker, so others never wait behind it: when
-// no worker is free, a new one starts.
+// no worker is idle, a new one starts. Idle workers wait on a channel of
+// their own (the cheapest wake-up there is), most recently idle first, and
+// a reaper ends those idle longer than idleTimeout, so an idle env holds
+// no goroutine for long.
 type pool struct {
-	handoff chan *endpoint // unbuffered: a send succeeds only if a worker waits
-	quit    chan struct{}  // closed by Env shutdown, after every endpoint stopped
+	mu      sync.Mutex
+	idle    []*worker // a stack: the top is the most recently idle
+	closed  bool
+	reaping bool // the reaper timer is armed
+	reaper  *time.Timer
 	wg      sync.WaitGroup
-	idle    time.Duration
+	timeout time.Duration
+}
+
+type worker struct {
+	next      chan *endpoint // capacity 1; nil tells the worker to exit
+	idleSince time.Time
 }
 
 func newPool(idle time.Duration) *pool {
-	return &pool{handoff: make(chan *endpoint), quit: make(chan struct{}), idle: idle}
+	p := &pool{timeout: idle}
+	p.reaper = time.AfterFunc(time.Hour, p.reap)
+	p.reaper.Stop()
+	return p
 }
 
+// run has ep's inbox processed by an idle worker, or a new one.
 func (p *pool) run(ep *endpoint) {
-	select {
-	case p.handoff <- ep:
-	default:
-		p.wg.Add(1)
-		go p.worker(ep)
+	p.mu.Lock()
+	if n := len(p.idle); n > 0 {
+		w := p.idle[n-1]
+		p.idle[n-1] = nil
+		p.idle = p.idle[:n-1]
+		p.mu.Unlock()
+		w.next <- ep // never blocks: w waits for exactly this
+		return
 	}
+	p.wg.Add(1)
+	p.mu.Unlock()
+	go p.work(&worker{next: make(chan *endpoint, 1)}, ep)
 }
 
-func (p *pool) worker(ep *endpoint) {
+func (p *pool) work(w *worker, ep *endpoint) {
 	defer p.wg.Done()
-	t := time.NewTimer(p.idle)
-	defer t.Stop()
-	for {
+	for ep != nil {
 		ep.run()
-		t.Reset(p.idle)
-		select {
-		case ep = <-p.handoff:
-		case <-t.C:
-			return
-		case <-p.quit:
+		p.mu.Lock()
+		if p.closed {
+			p.mu.Unlock()
 			return
 		}
+		w.idleSince = time.Now()
+		p.idle = append(p.idle, w)
+		if !p.reaping {
+			p.reaping = true
+			p.reaper.Reset(p.timeout)
+		}
+		p.mu.Unlock()
+		ep = <-w.next
 	}
 }
 
-// close stops idle workers and waits for every worker to exit.
+// reap ends the workers idle for longer than the timeout. The longest idle
+// are at the bottom of the stack.
+func (p *pool) reap() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return
+	}
+	cutoff := time.Now().Add(-p.timeout)
+	n := 0
+	for n < len(p.idle) && !p.idle[n].idleSince.After(cutoff) {
+		p.idle[n].next <- nil
+		n++
+	}
+	p.idle = append(p.idle[:0], p.idle[n:]...)
+	if len(p.idle) > 0 {
+		p.reaper.Reset(p.idle[0].idleSince.Add(p.timeout).Sub(time.Now()) + time.Millisecond)
+	} else {
+		p.reaping = false
+	}
+}
+
+// close ends the idle workers and waits for every worker to exit. Called
+// once every endpoint has stopped, so no inbox is scheduled any more.
 func (p *pool) close() {
-	close(p.quit)
+	p.mu.Lock()
+	p.closed = true
+	p.reaper.Stop()
+	for _, w := range p.idle {
+		w.next <- nil
+	}
+	p.idle = nil
+	p.mu.Unlock()
 	p.wg.Wait()
 }

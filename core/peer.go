@@ -319,7 +319,7 @@ func (t *peerTable) remove(p *peer, wasUp bool) {
 	t.mu.Unlock()
 	e := p.env
 	if last && wasUp && !e.stopping.Load() {
-		e.broadcast(item{kind: itemDisconnected, remote: p.label()})
+		e.broadcast(item{kind: itemDisconnected, ev: &netEvent{remote: p.label()}})
 	}
 }
 
@@ -377,7 +377,7 @@ func (e *Env) dial(p *peer, addr string) {
 		p.close(err)
 		if !e.stopping.Load() {
 			e.log.Warn("rpcenv: connect failed", "peer", p.dialAddr, "err", err)
-			e.broadcast(item{kind: itemNetworkError, remote: p.dialAddr, err: err})
+			e.broadcast(item{kind: itemNetworkError, ev: &netEvent{remote: p.dialAddr, err: err}})
 		}
 		return
 	}
@@ -437,7 +437,7 @@ func (e *Env) serve(p *peer) {
 		return
 	}
 	if first {
-		e.broadcast(item{kind: itemConnected, remote: p.label()})
+		e.broadcast(item{kind: itemConnected, ev: &netEvent{remote: p.label()}})
 	}
 	if !p.up() {
 		return
@@ -472,7 +472,7 @@ func (e *Env) protocolError(p *peer, err error) {
 	err = fmt.Errorf("%w: %s: %v", ErrDisconnected, p.label(), err)
 	e.log.Warn("rpcenv: closing connection after a protocol violation", "peer", p.label(), "err", err)
 	p.close(err)
-	e.broadcast(item{kind: itemNetworkError, remote: p.label(), err: err})
+	e.broadcast(item{kind: itemNetworkError, ev: &netEvent{remote: p.label(), err: err}})
 }
 
 // handle acts on one frame from p. An error means p broke the protocol.

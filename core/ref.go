@@ -25,6 +25,7 @@ type Ref struct {
 	envID   string // the owning env's unique id
 	envName string // the owning env's Config.Name, for messages about client-mode refs
 	lane    uint64 // ordering lane for sends to this endpoint (never 0)
+	uri     string // String(), made once
 
 	env *Env      // the env this ref sends through; set once, before the ref is shared
 	ep  *endpoint // the endpoint itself when it belongs to env (a cache)
@@ -42,7 +43,9 @@ type refWire struct {
 }
 
 func newRef(e *Env, name, addr, envID, envName string) *Ref {
-	return &Ref{name: name, addr: addr, envID: envID, envName: envName, lane: laneOf(name), env: e}
+	r := &Ref{name: name, addr: addr, envID: envID, envName: envName, lane: laneOf(name), env: e}
+	r.uri = r.makeURI()
+	return r
 }
 
 func laneOf(name string) uint64 {
@@ -68,6 +71,7 @@ func (r *Ref) UnmarshalCBOR(data []byte) error {
 		return fmt.Errorf("%w: a ref needs a name and an env id", ErrProtocol)
 	}
 	*r = Ref{name: w.Name, addr: w.Addr, envID: w.EnvID, envName: w.EnvName, lane: laneOf(w.Name)}
+	r.uri = r.makeURI()
 	return nil
 }
 
@@ -90,6 +94,13 @@ func (r *Ref) String() string {
 	if r == nil {
 		return "<nil ref>"
 	}
+	if r.uri == "" {
+		return "<zero ref>"
+	}
+	return r.uri
+}
+
+func (r *Ref) makeURI() string {
 	if r.addr != "" {
 		return r.addr + "/" + r.name
 	}
