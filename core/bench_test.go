@@ -18,7 +18,10 @@ type benchMsg struct {
 func init() { core.RegisterMessage[benchMsg]("bench.Msg") }
 
 // counter counts sends and answers asks.
-type counter struct{ done chan struct{}; want, n int }
+type counter struct {
+	done    chan struct{}
+	want, n int
+}
 
 func (c *counter) Receive(ctx *core.Context, msg any) error {
 	if ctx.IsAsk() {

@@ -30,7 +30,7 @@ const (
 func init() {
 	var err error
 	encMode, err = cbor.EncOptions{
-		Time:       cbor.TimeRFC3339Nano, // keep nanoseconds; the default (Unix seconds) drops them
+		Time:        cbor.TimeRFC3339Nano, // keep nanoseconds; the default (Unix seconds) drops them
 		IndefLength: cbor.IndefLengthForbidden,
 	}.UserBufferEncMode()
 	if err != nil {
@@ -69,8 +69,8 @@ type registry struct {
 }
 
 var (
-	regMu sync.Mutex                 // serializes writers; readers load reg
-	reg   atomic.Pointer[registry]   // copy-on-write: registration is rare, lookups are per message
+	regMu sync.Mutex               // serializes writers; readers load reg
+	reg   atomic.Pointer[registry] // copy-on-write: registration is rare, lookups are per message
 )
 
 func lookupType(t reflect.Type) (typeEntry, bool) {

@@ -7,9 +7,12 @@ import (
 	"io"
 	"net"
 	"reflect"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/fxamacker/cbor/v2"
 )
 
 // fuzzMsg is a registered message type with the shapes a hostile body can
@@ -143,6 +146,20 @@ func malformedFrames(tb testing.TB) map[string][]byte {
 	}
 }
 
+// timeOutOfRangeFrame is a send of a time 253402300800 s after the epoch
+// (year 10000), as tag 1: it decodes, but cannot be encoded again.
+func timeOutOfRangeFrame() []byte {
+	return []byte{0x88, 0x0a, 0x00, 0x62, 'e', 'p', 0x64, 't', 'i', 'm', 'e',
+		0xc1, 0x1b, 0x00, 0x00, 0x00, 0x3a, 0xff, 0xf4, 0x41, 0x80, 0x00, 0x60, 0x60}
+}
+
+// isTimeOutOfRFC3339Range reports whether err is the encoder refusing a
+// time.Time whose year RFC 3339 cannot write.
+func isTimeOutOfRFC3339Range(err error) bool {
+	var uv *cbor.UnsupportedValueError
+	return errors.As(err, &uv) && strings.Contains(uv.Error(), "year outside of range")
+}
+
 func withBodyTail(prefix, body, tail []byte) []byte {
 	return append(append(append([]byte{}, prefix...), body...), tail...)
 }
@@ -154,6 +171,7 @@ func FuzzDecodeEnvelope(f *testing.F) {
 	for _, frame := range malformedFrames(f) {
 		f.Add(frame)
 	}
+	f.Add(timeOutOfRangeFrame())
 	// A decode into an envelope that already holds a body must give what a
 	// decode into a fresh one gives: decodeEnvelope reuses env.Body.
 	var used envelope
@@ -204,6 +222,12 @@ func FuzzDecodeEnvelope(f *testing.F) {
 		h := &header{kind: env.Kind, id: env.ID, to: env.To, typ: env.Type, timeout: env.Timeout, code: env.Code, message: env.Message}
 		frame, err := encodeFrame(h, v, 1<<30)
 		if err != nil {
+			if isTimeOutOfRFC3339Range(err) {
+				// Known asymmetry: the decoder accepts an epoch time (tag 1)
+				// outside years 0-9999, which the RFC 3339 encoder refuses.
+				// See the seed timeOutOfRangeFrame.
+				return
+			}
 			t.Fatalf("re-encoding a decoded %q (%T): %v", env.Type, v, err)
 		}
 		var env2 envelope

@@ -169,7 +169,7 @@ func (c *conn) ReadFrame() ([]byte, error) {
 
 func (c *conn) Close() error {
 	c.once.Do(func() {
-		c.in.shut()   // our reader stops at once
+		c.in.shut()    // our reader stops at once
 		c.out.finish() // the other end reads what we sent, then EOF
 		c.t.mu.Lock()
 		delete(c.t.conns, c)
