@@ -549,6 +549,7 @@ func (e *Env) handle(p *peer, env *envelope) error {
 	case kindCancel:
 		p.mu.Lock()
 		ic := p.inCalls[env.ID]
+		delete(p.inCalls, env.ID) // a reply after this is dropped by the asker
 		p.mu.Unlock()
 		if ic != nil {
 			ic.end()
