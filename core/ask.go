@@ -15,13 +15,18 @@ type result struct {
 }
 
 // handlerCtx is the context.Context a handler gets for an ask, made only
-// if the handler asks for it.
+// if the handler asks for it. end, on every ask's path, takes no lock
+// unless the context was made: over and made are a Dekker pair (each side
+// stores its flag, then loads the other's), so one of end and context
+// always sees the other and the context is canceled exactly when both
+// happened.
 type handlerCtx struct {
 	deadline time.Time
-	mu       sync.Mutex
+	over     atomic.Bool // the asker gave up or the ask was answered
+	made     atomic.Bool // ctx exists
+	mu       sync.Mutex  // guards ctx and cancel
 	ctx      context.Context
 	cancel   context.CancelFunc
-	over     bool // the asker gave up or the ask was answered
 }
 
 func (h *handlerCtx) context() context.Context {
@@ -29,7 +34,8 @@ func (h *handlerCtx) context() context.Context {
 	defer h.mu.Unlock()
 	if h.ctx == nil {
 		h.ctx, h.cancel = context.WithDeadline(context.Background(), h.deadline)
-		if h.over {
+		h.made.Store(true)
+		if h.over.Load() {
 			h.cancel()
 		}
 	}
@@ -38,13 +44,14 @@ func (h *handlerCtx) context() context.Context {
 
 // end cancels the handler's context, if it was made.
 func (h *handlerCtx) end() {
+	h.over.Store(true)
+	if !h.made.Load() {
+		return
+	}
 	h.mu.Lock()
-	h.over = true
 	cancel := h.cancel
 	h.mu.Unlock()
-	if cancel != nil {
-		cancel()
-	}
+	cancel()
 }
 
 // call is an ask this env made and waits on. For an ask to an endpoint of
@@ -217,7 +224,7 @@ func (d *deadline) disarm() {
 func (e *Env) await(ctx context.Context, w *waiter, target string, c *call, giveUp func()) (any, error) {
 	var d *deadline
 	if !w.fromCtx {
-		d = armDeadline(c, time.Until(w.deadline))
+		d = armDeadline(c, e.askTimeout) // w.deadline is start+askTimeout: no second clock read
 	}
 	var err error
 	select {

@@ -292,13 +292,14 @@ type pool struct {
 	closed  bool
 	reaping bool // the reaper timer is armed
 	reaper  *time.Timer
+	epoch   uint64 // reaper rounds so far: a coarse clock that costs no clock read
 	wg      sync.WaitGroup
 	timeout time.Duration
 }
 
 type worker struct {
 	next      chan *endpoint // capacity 1; nil tells the worker to exit
-	idleSince time.Time
+	idleEpoch uint64         // pool.epoch when it last went idle
 }
 
 func newPool(idle time.Duration) *pool {
@@ -333,7 +334,7 @@ func (p *pool) work(w *worker, ep *endpoint) {
 			p.mu.Unlock()
 			return
 		}
-		w.idleSince = time.Now()
+		w.idleEpoch = p.epoch
 		p.idle = append(p.idle, w)
 		if !p.reaping {
 			p.reaping = true
@@ -344,23 +345,25 @@ func (p *pool) work(w *worker, ep *endpoint) {
 	}
 }
 
-// reap ends the workers idle for longer than the timeout. The longest idle
-// are at the bottom of the stack.
+// reap runs every timeout while workers are idle, and ends those that
+// were already idle at the previous round: idle for between one and two
+// timeouts. The longest idle are at the bottom of the stack.
 func (p *pool) reap() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
 		return
 	}
-	cutoff := time.Now().Add(-p.timeout)
+	p.epoch++
 	n := 0
-	for n < len(p.idle) && !p.idle[n].idleSince.After(cutoff) {
+	for n < len(p.idle) && p.idle[n].idleEpoch < p.epoch-1 {
 		p.idle[n].next <- nil
 		n++
 	}
+	clear(p.idle[:n])
 	p.idle = append(p.idle[:0], p.idle[n:]...)
 	if len(p.idle) > 0 {
-		p.reaper.Reset(p.idle[0].idleSince.Add(p.timeout).Sub(time.Now()) + time.Millisecond)
+		p.reaper.Reset(p.timeout)
 	} else {
 		p.reaping = false
 	}
