@@ -184,6 +184,7 @@ func (c *conn) RemoteAddr() string { return c.remote }
 type queue struct {
 	mu     sync.Mutex
 	frames [][]byte
+	head   int           // frames[:head] were popped
 	eof    bool          // the writer closed: pop drains, then io.EOF
 	down   bool          // the reader closed: everything fails
 	ready  chan struct{} // capacity 1: wakes the reader
@@ -216,12 +217,12 @@ func (q *queue) pop() ([]byte, error) {
 		case q.down:
 			q.mu.Unlock()
 			return nil, net.ErrClosed
-		case len(q.frames) > 0:
-			f := q.frames[0]
-			q.frames[0] = nil
-			q.frames = q.frames[1:]
-			if len(q.frames) == 0 {
-				q.frames = nil
+		case q.head < len(q.frames):
+			f := q.frames[q.head]
+			q.frames[q.head] = nil
+			q.head++
+			if q.head == len(q.frames) {
+				q.frames, q.head = q.frames[:0], 0 // reuse the storage
 			}
 			q.mu.Unlock()
 			return f, nil
@@ -244,7 +245,7 @@ func (q *queue) wake() {
 func (q *queue) shut() {
 	q.mu.Lock()
 	q.down = true
-	q.frames = nil
+	q.frames, q.head = nil, 0
 	q.mu.Unlock()
 	q.wake()
 }

@@ -1,7 +1,9 @@
 package inproc_test
 
 import (
+	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -21,4 +23,101 @@ func TestConformance(t *testing.T) {
 		NewTransport: func(testing.TB) core.Transport { return inproc.New() },
 		ListenURI:    func(testing.TB) string { return fmt.Sprintf("inproc://env-%d", names.Add(1)) },
 	})
+}
+
+func TestNamespacesDoNotSeeEachOther(t *testing.T) {
+	a, b := inproc.New(), inproc.New()
+	la, err := a.Listen("driver", core.ConnOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer la.Close()
+	lb, err := b.Listen("driver", core.ConnOptions{})
+	if err != nil {
+		t.Fatalf("the same name in another namespace: %v", err)
+	}
+	defer lb.Close()
+	if _, err := inproc.New().Dial(t.Context(), "driver", core.ConnOptions{}); err == nil {
+		t.Fatal("a third namespace reached a listener of another one")
+	}
+}
+
+func TestListenOnATakenNameNamesIt(t *testing.T) {
+	ns := inproc.New()
+	l, err := ns.Listen("driver", core.ConnOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	_, err = ns.Listen("driver", core.ConnOptions{})
+	if err == nil || !strings.Contains(err.Error(), "inproc://driver") {
+		t.Fatalf("second Listen: %v; want an error naming inproc://driver", err)
+	}
+	l.Close()
+	l2, err := ns.Listen("driver", core.ConnOptions{})
+	if err != nil {
+		t.Fatalf("Listen after Close: %v", err)
+	}
+	l2.Close()
+}
+
+func TestFrameOverTheReadersLimitIsRefused(t *testing.T) {
+	ns := inproc.New()
+	l, err := ns.Listen("small", core.ConnOptions{MaxFrameSize: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	accepted := make(chan core.Conn, 1)
+	go func() {
+		c, err := l.Accept()
+		if err == nil {
+			accepted <- c
+		}
+		close(accepted)
+	}()
+	c, err := ns.Dial(t.Context(), "small", core.ConnOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s := <-accepted
+	defer s.Close()
+	if err := c.WriteFrame(0, make([]byte, 9)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.ReadFrame(); !errors.Is(err, core.ErrMessageTooLarge) {
+		t.Fatalf("ReadFrame of 9 bytes with a limit of 8: %v, want ErrMessageTooLarge", err)
+	}
+}
+
+func TestSeverBreaksBothEnds(t *testing.T) {
+	ns := inproc.New()
+	l, err := ns.Listen("x", core.ConnOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	accepted := make(chan core.Conn, 1)
+	go func() {
+		c, _ := l.Accept()
+		accepted <- c
+	}()
+	c, err := ns.Dial(t.Context(), "x", core.ConnOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := <-accepted
+	if n := ns.Sever(); n != 2 {
+		t.Fatalf("Sever closed %d ends, want 2", n)
+	}
+	if _, err := c.ReadFrame(); err == nil {
+		t.Error("the dialer's end still reads")
+	}
+	if _, err := s.ReadFrame(); err == nil {
+		t.Error("the listener's end still reads")
+	}
+	if err := c.WriteFrame(0, []byte{1}); err == nil {
+		t.Error("the dialer's end still writes")
+	}
 }
