@@ -52,6 +52,7 @@ func init() {
 // msgType is one registered message type.
 type msgType struct {
 	name    string       // wire name
+	ptrName string       // "*" + name, the wire name of *T
 	typ     reflect.Type // the value type T
 	decode  func(body []byte, ptr bool) (any, error)
 	hasRefs bool // T may hold a *Ref that must be bound on arrival
@@ -137,7 +138,7 @@ func register[T any](name string) {
 	if e, ok := old.byType[t]; ok {
 		panic(fmt.Sprintf("rpcenv: RegisterMessage[%v](%q): the type is already registered as %q", t, name, e.mt.name))
 	}
-	mt := &msgType{name: name, typ: t, decode: decoderFor[T](), hasRefs: containsRef(t, map[reflect.Type]bool{})}
+	mt := &msgType{name: name, ptrName: "*" + name, typ: t, decode: decoderFor[T](), hasRefs: containsRef(t, map[reflect.Type]bool{})}
 	next := &registry{
 		byType: make(map[reflect.Type]typeEntry, len(old.byType)+2),
 		byName: make(map[string]*msgType, len(old.byName)+1),
@@ -149,7 +150,7 @@ func register[T any](name string) {
 		next.byName[k] = v
 	}
 	next.byType[t] = typeEntry{mt: mt, wire: name}
-	next.byType[reflect.PointerTo(t)] = typeEntry{mt: mt, wire: "*" + name}
+	next.byType[reflect.PointerTo(t)] = typeEntry{mt: mt, wire: mt.ptrName}
 	next.byName[name] = mt
 	reg.Store(next)
 }
@@ -198,7 +199,7 @@ func registerBuiltins() {
 // registerRefType registers *Ref alone (a Ref value is never sent).
 func registerRefType() {
 	t := reflect.TypeFor[Ref]()
-	mt := &msgType{name: "rpcenv.ref", typ: t, hasRefs: true, decode: func(body []byte, ptr bool) (any, error) {
+	mt := &msgType{name: "rpcenv.ref", ptrName: "*rpcenv.ref", typ: t, hasRefs: true, decode: func(body []byte, ptr bool) (any, error) {
 		if !ptr {
 			return nil, fmt.Errorf("%w: type rpcenv.ref must be sent as a pointer", ErrProtocol)
 		}

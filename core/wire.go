@@ -5,8 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
-
-	"github.com/fxamacker/cbor/v2"
+	"unicode/utf8"
 )
 
 // Frame kinds. docs/PROTOCOL.md is the specification; keep it in step.
@@ -34,31 +33,212 @@ const envelopeFields = 8
 // envelope is a decoded frame: the CBOR array
 // [kind, id, to, type, body, timeout, code, message].
 type envelope struct {
-	_       struct{} `cbor:",toarray"`
 	Kind    uint8
 	ID      uint64
 	To      string
 	Type    string
-	Body    cbor.RawMessage
+	Body    []byte // the body's CBOR item, a sub-slice of the frame: valid as long as the frame
 	Timeout int64
 	Code    string
 	Message string
 }
 
-// decodeEnvelope parses one frame into env, reusing env.Body's storage.
+// decodeEnvelope parses one frame into env. It is written by hand for the
+// fixed layout: no reflection, and no allocation but the To string (and
+// Code and Message, which are usually empty). The body is only delimited
+// here; decodeBody decodes it, with the decoder's limits.
 func decodeEnvelope(frame []byte, env *envelope) error {
-	body := env.Body[:0]
-	*env = envelope{Body: body}
+	*env = envelope{}
+	d := frameReader{b: frame}
 	if len(frame) == 0 || frame[0] != 0x80|envelopeFields {
-		return fmt.Errorf("%w: a frame must be a CBOR array of %d elements", ErrProtocol, envelopeFields)
+		return d.fail("a frame must be a CBOR array of %d elements", envelopeFields)
 	}
-	if err := decMode.Unmarshal(frame, env); err != nil {
-		return fmt.Errorf("%w: %v", ErrProtocol, err)
+	d.off = 1
+	kind, ok := d.uint()
+	if !ok || kind > math.MaxUint8 {
+		return d.fail("bad kind")
 	}
-	if len(env.Body) == 0 {
-		return fmt.Errorf("%w: frame without a body", ErrProtocol)
+	env.Kind = uint8(kind)
+	if env.ID, ok = d.uint(); !ok {
+		return d.fail("bad id")
+	}
+	to, ok := d.text()
+	if !ok {
+		return d.fail("bad target")
+	}
+	typ, ok := d.text()
+	if !ok {
+		return d.fail("bad type")
+	}
+	start := d.off
+	if !d.skip(0) {
+		return d.fail("bad body")
+	}
+	env.Body = frame[start:d.off:d.off]
+	if env.Timeout, ok = d.int(); !ok {
+		return d.fail("bad timeout")
+	}
+	code, ok := d.text()
+	if !ok {
+		return d.fail("bad code")
+	}
+	msg, ok := d.text()
+	if !ok {
+		return d.fail("bad message")
+	}
+	if d.off != len(frame) {
+		return d.fail("%d bytes after the envelope", len(frame)-d.off)
+	}
+	env.To = string(to)
+	env.Type = internType(typ)
+	if len(code) > 0 {
+		env.Code = string(code)
+	}
+	if len(msg) > 0 {
+		env.Message = string(msg)
 	}
 	return nil
+}
+
+// internType returns the registered name equal to b without allocating,
+// or a new string for a name this program does not know.
+func internType(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	if r := reg.Load(); r != nil {
+		name := b
+		if name[0] == '*' {
+			name = name[1:]
+		}
+		if mt, ok := r.byName[string(name)]; ok {
+			if name[0] != b[0] {
+				return mt.ptrName
+			}
+			return mt.name
+		}
+	}
+	return string(b)
+}
+
+// frameReader reads the CBOR items of an envelope.
+type frameReader struct {
+	b   []byte
+	off int
+}
+
+func (d *frameReader) fail(format string, args ...any) error {
+	return fmt.Errorf("%w: malformed frame at byte %d: %s", ErrProtocol, d.off, fmt.Sprintf(format, args...))
+}
+
+// head reads an item's initial byte and argument. Indefinite lengths and
+// reserved values are refused.
+func (d *frameReader) head() (major byte, arg uint64, ok bool) {
+	major, _, arg, ok = d.head2()
+	return major, arg, ok
+}
+
+func (d *frameReader) head2() (major, info byte, arg uint64, ok bool) {
+	if d.off >= len(d.b) {
+		return 0, 0, 0, false
+	}
+	ib := d.b[d.off]
+	d.off++
+	major, info = ib>>5, ib&0x1f
+	n := 0
+	switch {
+	case info < 24:
+		return major, info, uint64(info), true
+	case info == 24:
+		n = 1
+	case info == 25:
+		n = 2
+	case info == 26:
+		n = 4
+	case info == 27:
+		n = 8
+	default:
+		return 0, 0, 0, false // 28-30 reserved, 31 indefinite length
+	}
+	if len(d.b)-d.off < n {
+		return 0, 0, 0, false
+	}
+	for _, c := range d.b[d.off : d.off+n] {
+		arg = arg<<8 | uint64(c)
+	}
+	d.off += n
+	return major, info, arg, true
+}
+
+func (d *frameReader) uint() (uint64, bool) {
+	major, arg, ok := d.head()
+	return arg, ok && major == 0
+}
+
+func (d *frameReader) int() (int64, bool) {
+	major, arg, ok := d.head()
+	if !ok || arg > math.MaxInt64 {
+		return 0, false
+	}
+	switch major {
+	case 0:
+		return int64(arg), true
+	case 1:
+		return -1 - int64(arg), true
+	}
+	return 0, false
+}
+
+// text returns a definite-length, valid UTF-8 text string, aliasing the frame.
+func (d *frameReader) text() ([]byte, bool) {
+	major, n, ok := d.head()
+	if !ok || major != 3 || n > uint64(len(d.b)-d.off) {
+		return nil, false
+	}
+	s := d.b[d.off : d.off+int(n)]
+	d.off += int(n)
+	return s, utf8.Valid(s)
+}
+
+// skip moves past one well-formed data item, nested at most maxNesting
+// deep. Every element costs at least one byte, so a count that the frame
+// cannot hold fails as soon as the bytes run out.
+func (d *frameReader) skip(depth int) bool {
+	if depth > maxNesting {
+		return false
+	}
+	major, info, arg, ok := d.head2()
+	if !ok {
+		return false
+	}
+	switch major {
+	case 0, 1:
+		return true
+	case 2, 3:
+		if arg > uint64(len(d.b)-d.off) {
+			return false
+		}
+		d.off += int(arg)
+		return true
+	case 4, 5:
+		if arg > uint64(len(d.b)-d.off) {
+			return false
+		}
+		items := arg
+		if major == 5 {
+			items *= 2
+		}
+		for range items {
+			if !d.skip(depth + 1) {
+				return false
+			}
+		}
+		return true
+	case 6:
+		return d.skip(depth + 1)
+	default: // 7: simple values and floats; the argument was the payload
+		return info != 24 || arg >= 32 // a two-byte simple value below 32 is not well-formed
+	}
 }
 
 // header is everything of a frame but its body.
