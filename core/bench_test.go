@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/rpcenv/rpcenv/core"
 	"github.com/rpcenv/rpcenv/transports/inproc"
@@ -158,6 +159,25 @@ func BenchmarkInprocAsk(b *testing.B) {
 		b.Fatal(err)
 	}
 	ctx := context.Background()
+	msg := benchMsg{ID: 1, Name: "task"}
+	for b.Loop() {
+		if _, err := ref.Ask(ctx, msg); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkLocalAskCtxDeadline is BenchmarkLocalAsk with a caller
+// deadline, which needs no timer of the env's.
+func BenchmarkLocalAskCtxDeadline(b *testing.B) {
+	b.ReportAllocs()
+	e := newBenchEnv(b, core.Config{Name: "bench"})
+	ref, err := e.Register("echo", &counter{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+	defer cancel()
 	msg := benchMsg{ID: 1, Name: "task"}
 	for b.Loop() {
 		if _, err := ref.Ask(ctx, msg); err != nil {
