@@ -147,11 +147,7 @@ var askCases = concat(
 		}})
 		ref := h.lookup(from, at, "stuck")
 		ctx, cancel := context.WithCancel(context.Background())
-		errs := make(chan error, 1)
-		go func() {
-			_, err := ref.Ask(ctx, Ping{})
-			errs <- err
-		}()
+		errs := askLater(ctx, ref, Ping{})
 		closed(t, inside, "the ask to reach the handler")
 		cancel()
 		if err := recv(t, errs, "the canceled ask"); !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), ref.String()) {
@@ -213,11 +209,9 @@ var askCases = concat(
 			return nil
 		}})
 		ref := h.lookup(from, at, "hang")
-		errs := make(chan error, 1)
-		go func() {
-			_, err := ask(t, ref, Ping{})
-			errs <- err
-		}()
+		ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+		defer cancel()
+		errs := askLater(ctx, ref, Ping{})
 		closed(t, inside, "the ask to reach the handler")
 		h.wire.sever()
 		err := recv(t, errs, "the in-flight ask to fail")

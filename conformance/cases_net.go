@@ -252,11 +252,9 @@ var shutdownCases = concat(
 			return nil
 		}})
 		ref := h.lookup(from, at, "hang")
-		errs := make(chan error, 1)
-		go func() {
-			_, err := ask(t, ref, Ping{})
-			errs <- err
-		}()
+		ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+		defer cancel()
+		errs := askLater(ctx, ref, Ping{})
 		closed(t, inside, "the ask to reach the handler")
 		shut := make(chan error, 1)
 		go func() { shut <- from.Shutdown(context.Background()) }()

@@ -150,6 +150,16 @@ func ask(t testing.TB, r *core.Ref, msg any) (any, error) {
 	return r.Ask(ctx, msg)
 }
 
+// askLater asks from another goroutine; the channel gets the error.
+func askLater(ctx context.Context, r *core.Ref, msg any) <-chan error {
+	errs := make(chan error, 1)
+	go func() {
+		_, err := r.Ask(ctx, msg)
+		errs <- err
+	}()
+	return errs
+}
+
 // recv waits for a value on ch, failing the case if none comes.
 func recv[T any](t testing.TB, ch <-chan T, what string) T {
 	t.Helper()

@@ -38,7 +38,9 @@ type ErrorHandler interface{ OnError(err error) }
 // arrived over that connection. remote is the peer env's advertised URI,
 // or for a client-mode peer the connection's remote address.
 //
-// An env's own Shutdown fires no OnDisconnected in its endpoints.
+// An env's own Shutdown fires no OnDisconnected in its endpoints. An
+// endpoint registered while a connection is already up gets no
+// OnConnected for it.
 type NetworkObserver interface {
 	// OnConnected: the first connection to or from the peer env is up.
 	OnConnected(remote string)
