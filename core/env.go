@@ -279,12 +279,16 @@ func (e *Env) Register(name string, ep Endpoint, opts ...EndpointOption) (*Ref, 
 	case o.concurrency < 1:
 		return nil, fmt.Errorf("rpcenv: register %q in %s: WithConcurrency(%d): want at least 1", name, e.name, o.concurrency)
 	}
-	x := &endpoint{env: e, name: name, impl: ep, max: o.concurrency, done: make(chan struct{})}
+	hooks := any(ep)
+	if d, ok := ep.(Delegator); ok {
+		hooks = d.Delegate()
+	}
+	x := &endpoint{env: e, name: name, impl: ep, hooks: hooks, max: o.concurrency, done: make(chan struct{})}
 	x.self = newRef(e, name, e.addr, e.id, e.name)
 	x.self.ep = x
 	x.sendCtx = &Context{ep: x, sender: e.addr}
-	x.observer, _ = ep.(NetworkObserver)
-	_, starts := ep.(Starter)
+	x.observer, _ = hooks.(NetworkObserver)
+	_, starts := hooks.(Starter)
 
 	e.regMu.Lock()
 	defer e.regMu.Unlock()

@@ -158,3 +158,36 @@ func TestZeroRefIsAnErrorNotAPanic(t *testing.T) {
 		t.Errorf("Lookup with no transports: %v, want ErrUnknownScheme", err)
 	}
 }
+
+type hooked struct {
+	started chan *core.Ref
+	errs    chan error
+}
+
+func (h *hooked) OnStart(self *core.Ref) error { h.started <- self; return nil }
+func (h *hooked) OnError(err error)            { h.errs <- err }
+
+type wrapper struct{ h *hooked }
+
+func (w wrapper) Receive(*core.Context, any) error { return errors.New("no") }
+func (w wrapper) Delegate() any                    { return w.h }
+
+func TestDelegatorPassesTheWrappedValuesCallbacksThrough(t *testing.T) {
+	e, err := core.NewEnv(core.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Shutdown(context.Background())
+	h := &hooked{started: make(chan *core.Ref, 1), errs: make(chan error, 1)}
+	ref, err := e.Register("w", wrapper{h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if self := <-h.started; self != ref {
+		t.Fatalf("OnStart got %v, want %v", self, ref)
+	}
+	ref.Send(1)
+	if err := <-h.errs; err == nil || !strings.Contains(err.Error(), "no") {
+		t.Fatalf("OnError got %v", err)
+	}
+}

@@ -92,6 +92,7 @@ type endpoint struct {
 	env      *Env
 	name     string
 	impl     Endpoint
+	hooks    any // where the optional interfaces are looked up: impl, or what it delegates to
 	self     *Ref
 	max      int
 	observer NetworkObserver // nil unless impl is one
@@ -196,7 +197,7 @@ func (ep *endpoint) process(it item) {
 	case itemStart:
 		ep.start()
 	case itemStop:
-		if s, ok := ep.impl.(Stopper); ok {
+		if s, ok := ep.hooks.(Stopper); ok {
 			ep.protect("OnStop", s.OnStop)
 		}
 		close(ep.done)
@@ -211,7 +212,7 @@ func (ep *endpoint) process(it item) {
 
 func (ep *endpoint) start() {
 	var err error
-	if s, ok := ep.impl.(Starter); ok {
+	if s, ok := ep.hooks.(Starter); ok {
 		ep.protect("OnStart", func() {
 			if e := s.OnStart(ep.self); e != nil {
 				err = fmt.Errorf("rpcenv: OnStart of %s: %w", ep.self, e)
@@ -273,7 +274,7 @@ func (ep *endpoint) protect(what string, f func()) (perr *PanicError) {
 
 // reportError gives err to OnError, or logs it.
 func (ep *endpoint) reportError(err error) {
-	if h, ok := ep.impl.(ErrorHandler); ok {
+	if h, ok := ep.hooks.(ErrorHandler); ok {
 		ep.protect("OnError", func() { h.OnError(err) })
 		return
 	}

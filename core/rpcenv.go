@@ -51,6 +51,18 @@ type NetworkObserver interface {
 	OnNetworkError(remote string, err error)
 }
 
+// Delegator is implemented by an endpoint that wraps another value, such
+// as the endpoints rpcgen generates around a user's handler: the env looks
+// for Starter, Stopper, ErrorHandler and NetworkObserver on Delegate()'s
+// result instead of on the endpoint itself, so the wrapper passes through
+// exactly the callbacks the wrapped value has.
+type Delegator interface{ Delegate() any }
+
+// SupportPackageIsVersion1 is referenced by code that rpcgen generates
+// (const _ = core.SupportPackageIsVersion1), so that generated code that
+// needs a newer core fails to compile instead of misbehaving.
+const SupportPackageIsVersion1 = true
+
 // Transport moves frames of bytes between envs for one URI scheme.
 //
 // A transport knows nothing of endpoints, asks or authentication: the env
