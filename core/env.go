@@ -50,8 +50,9 @@ type Config struct {
 	// AskTimeout is the deadline for an Ask whose context has none.
 	// 0 means DefaultAskTimeout (120s).
 	AskTimeout time.Duration
-	// MaxMessageSize is the largest encoded message, sent or received.
-	// 0 means DefaultMaxMessageSize (128 MiB).
+	// MaxMessageSize is the largest encoded message (the whole frame),
+	// sent or received. 0 means DefaultMaxMessageSize (128 MiB). Messages
+	// to endpoints of the same env are not encoded, so not measured.
 	MaxMessageSize int
 	// Logger receives the env's log lines. nil means slog.Default().
 	Logger *slog.Logger
