@@ -136,6 +136,24 @@ var deliveryCases = concat(
 			t.Error(orderErr)
 		}
 	}),
+	across("ConcurrentAsksEachGetTheirOwnReply", all, func(t *testing.T, h *harness, at, from *core.Env) {
+		h.register(at, "echo", echo(), core.WithConcurrency(8))
+		ref := h.lookup(from, at, "echo")
+		var wg sync.WaitGroup
+		for g := range 32 {
+			wg.Go(func() {
+				for i := range 20 {
+					n := g*1000 + i
+					v, err := ask(t, ref, Ping{N: n})
+					if err != nil || v != (Pong{N: n + 1}) {
+						t.Errorf("asker %d: Ask(Ping{%d}) = %v, %v; want Pong{%d}", g, n, v, err, n+1)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+	}),
 	across("WithConcurrencyHandlesNAtOnce", all, func(t *testing.T, h *harness, at, from *core.Env) {
 		const n = 4
 		var inside atomic.Int32

@@ -49,6 +49,27 @@ var notFoundCases = concat(
 			t.Fatalf("DeadLetters() = %d, want %d", got, before+1)
 		}
 	}),
+	across("SendToAnEnvThatIsGoneIsADeadLetterAtTheSender", networks, func(t *testing.T, h *harness, at, from *core.Env) {
+		letters := make(chan core.DeadLetter, 4)
+		from = remake(h, from, "from", func(c *core.Config) { c.OnDeadLetter = func(d core.DeadLetter) { letters <- d } })
+		lost := make(chan string, 1)
+		h.register(from, "watch", &probe{disc: func(r string) { lost <- r }})
+		h.register(at, "gone", echo())
+		ref := h.lookup(from, at, "gone")
+		h.shutdown(at)
+		recv(t, lost, "OnDisconnected at the sender") // so the send cannot race the connection's end
+		before := from.DeadLetters()
+		if err := ref.Send(Ping{}); err != nil && !errors.Is(err, core.ErrDisconnected) {
+			t.Fatalf("Send to an env that shut down: %v; want nil (queued) or ErrDisconnected", err)
+		}
+		d := recv(t, letters, "the dead letter at the sender")
+		if d.Target != ref.String() || !errors.Is(d.Reason, core.ErrDisconnected) {
+			t.Fatalf("dead letter %+v; want target %s and reason ErrDisconnected", d, ref)
+		}
+		if from.DeadLetters() <= before {
+			t.Fatal("DeadLetters() did not grow")
+		}
+	}),
 	across("LookupOfAMissingEndpointNamesTheURI", networks, func(t *testing.T, h *harness, at, from *core.Env) {
 		uri := at.Address() + "/nobody"
 		_, err := from.Lookup(t.Context(), uri)
