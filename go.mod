@@ -1,10 +1,14 @@
 module github.com/rpcenv/rpcenv
 
-go 1.26
+go 1.26.0
 
 require (
 	github.com/fxamacker/cbor/v2 v2.10.0
 	go.uber.org/goleak v1.3.0
 )
 
-require github.com/x448/float16 v0.8.4 // indirect
+require (
+	github.com/dave/jennifer v1.7.1 // indirect
+	github.com/x448/float16 v0.8.4 // indirect
+	golang.org/x/tools v0.52.0 // indirect
+)
