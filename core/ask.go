@@ -119,6 +119,7 @@ type inCall struct {
 	p        *peer
 	id       uint64
 	answered atomic.Bool
+	hctx     Context // the handler's Context: one allocation for both
 	handlerCtx
 }
 

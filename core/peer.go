@@ -47,6 +47,24 @@ type peer struct {
 	inCalls  map[uint64]*inCall // the peer's asks being handled here
 	closeErr error              // why it closed, wrapping ErrDisconnected or ErrEnvStopped
 	counted  bool               // counted in peerTable.live (it came up)
+
+	// sendCtxs holds the Context of the sends from this peer to each
+	// endpoint: it is immutable, so one serves them all. Only the read
+	// loop touches it.
+	sendCtxs map[*endpoint]*Context
+}
+
+// sendContext returns the shared Context for sends from p to x.
+func (p *peer) sendContext(x *endpoint) *Context {
+	if c := p.sendCtxs[x]; c != nil {
+		return c
+	}
+	if p.sendCtxs == nil || len(p.sendCtxs) >= 1024 {
+		p.sendCtxs = map[*endpoint]*Context{} // bounded: endpoints come and go
+	}
+	c := &Context{ep: x, sender: p.label()}
+	p.sendCtxs[x] = c
+	return c
 }
 
 // label names the peer in events, Context.Sender and logs.
@@ -491,7 +509,7 @@ func (e *Env) handle(p *peer, env *envelope) error {
 			return nil
 		}
 		e.bind(msg, mt)
-		if !x.post(item{kind: itemMessage, msg: msg, c: &Context{ep: x, sender: p.label()}}) {
+		if !x.post(item{kind: itemMessage, msg: msg, c: p.sendContext(x)}) {
 			e.deadLetter(DeadLetter{Target: target, Type: env.Type, Sender: p.label(), Reason: ErrEndpointNotFound})
 		}
 	case kindAsk:
@@ -519,7 +537,8 @@ func (e *Env) handle(p *peer, env *envelope) error {
 		}
 		p.inCalls[env.ID] = ic
 		p.mu.Unlock()
-		if !x.post(item{kind: itemMessage, msg: msg, c: &Context{ep: x, sender: p.label(), ans: ic}}) {
+		ic.hctx = Context{ep: x, sender: p.label(), ans: ic}
+		if !x.post(item{kind: itemMessage, msg: msg, c: &ic.hctx}) {
 			ic.fail(x, envError{fmt.Errorf("%w: %s", ErrEndpointNotFound, e.uriOf(env.To))})
 		}
 	case kindReply:
