@@ -3,12 +3,14 @@ module github.com/rpcenv/rpcenv
 go 1.26.0
 
 require (
+	github.com/dave/jennifer v1.7.1
 	github.com/fxamacker/cbor/v2 v2.10.0
 	go.uber.org/goleak v1.3.0
+	golang.org/x/tools v0.52.0
 )
 
 require (
-	github.com/dave/jennifer v1.7.1 // indirect
 	github.com/x448/float16 v0.8.4 // indirect
-	golang.org/x/tools v0.52.0 // indirect
+	golang.org/x/mod v0.42.0 // indirect
+	golang.org/x/sync v0.24.0 // indirect
 )

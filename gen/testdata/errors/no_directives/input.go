@@ -1,0 +1,4 @@
+package p
+
+// Ping has no directive.
+type Ping struct{}

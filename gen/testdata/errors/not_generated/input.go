@@ -1,0 +1,4 @@
+package p
+
+//rpcgen:send Driver
+type Ping struct{}

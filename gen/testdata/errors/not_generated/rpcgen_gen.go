@@ -1,0 +1,2 @@
+// Package p has a hand-written file with the output's name.
+package p

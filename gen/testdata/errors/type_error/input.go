@@ -1,0 +1,6 @@
+package p
+
+//rpcgen:send Driver
+type Ping struct {
+	Field Undefined
+}

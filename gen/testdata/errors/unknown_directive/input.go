@@ -1,0 +1,7 @@
+package p
+
+//rpcgen:sned Driver
+type Ping struct{}
+
+//rpcgen:asks Driver
+type Pong struct{}
