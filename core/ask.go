@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -56,12 +57,55 @@ func (h *handlerCtx) end() {
 
 // call is an ask this env made and waits on. For an ask to an endpoint of
 // the same env it is also the answerer the endpoint replies through.
+//
+// The answer reaches the asker without a channel when the asker finds it
+// already there (the common case for a local ask): the asker makes the
+// wake channel only when it has to wait, and state tells the completer
+// whether to use it.
 type call struct {
-	res      chan result // buffered 1: an answer never blocks, a late one is dropped
-	answered atomic.Bool
-	target   string
-	hctx     Context // the handler's Context, for a local ask
+	answered  atomic.Bool   // the first Reply or Fail won
+	completed atomic.Bool   // res is decided: an answer, or the deadline
+	state     atomic.Uint32 // callPending, callDone or callWaiting
+	res       result        // written once, before state becomes callDone
+	wake      chan result   // capacity 1; made by the asker before callWaiting
+	target    string
+	hctx      Context // the handler's Context, for a local ask
 	handlerCtx
+}
+
+const (
+	callPending uint32 = iota
+	callDone           // res is set
+	callWaiting        // the asker waits on wake
+)
+
+// complete settles the call with r, unless it is settled already.
+func (c *call) complete(r result) {
+	if !c.completed.CompareAndSwap(false, true) {
+		return // the deadline got there first: this answer is late
+	}
+	c.res = r
+	if c.state.Swap(callDone) == callWaiting {
+		c.wake <- r // never blocks: capacity 1, one send
+	}
+}
+
+// done returns the result if the call is settled.
+func (c *call) done() (result, bool) {
+	if c.state.Load() == callDone {
+		return c.res, true
+	}
+	return result{}, false
+}
+
+// prepareWait makes the wake channel; it returns the result instead if
+// the call was settled meanwhile.
+func (c *call) prepareWait() (result, bool) {
+	c.wake = make(chan result, 1)
+	if c.state.CompareAndSwap(callPending, callWaiting) {
+		return result{}, false
+	}
+	return c.res, true
 }
 
 // deliver hands the asker its answer, once.
@@ -69,10 +113,7 @@ func (c *call) deliver(v any, err error) bool {
 	if !c.answered.CompareAndSwap(false, true) {
 		return false
 	}
-	select {
-	case c.res <- result{v, err}:
-	default: // the deadline timer got there first: this answer is late
-	}
+	c.complete(result{v, err})
 	c.end()
 	return true
 }
@@ -194,10 +235,7 @@ var deadlines = sync.Pool{New: func() any {
 	d := new(deadline)
 	d.t = time.AfterFunc(time.Hour, func() {
 		if c := d.c.Load(); c != nil {
-			select { // not through deliver: a reply after this is late, not a second answer
-			case c.res <- result{err: errTimedOut}:
-			default:
-			}
+			c.complete(result{err: errTimedOut}) // not deliver: a reply after this is late, not a second answer
 		}
 	})
 	d.t.Stop()
@@ -223,35 +261,46 @@ func (d *deadline) disarm() {
 // await waits for c's answer, the deadline, the caller's cancellation or
 // the env's shutdown. giveUp, if set, runs when the asker stops waiting.
 func (e *Env) await(ctx context.Context, w *waiter, target string, c *call, giveUp func()) (any, error) {
+	if giveUp == nil {
+		// A local ask: the worker it woke is usually runnable on this P
+		// right now. Yield once and the answer is often there already,
+		// with no timer armed, no channel made and no park.
+		runtime.Gosched()
+		if r, ok := c.done(); ok {
+			return r.v, r.err
+		}
+	}
 	var d *deadline
 	if !w.fromCtx {
 		d = armDeadline(c, e.askTimeout) // w.deadline is start+askTimeout: no second clock read
 	}
+	r, ok := c.prepareWait()
 	var err error
-	select {
-	case res := <-c.res:
-		if d != nil {
-			d.disarm()
-			d = nil
+	if !ok {
+		select {
+		case r = <-c.wake:
+			ok = true
+		case <-ctx.Done():
+			waited := time.Since(w.start).Round(time.Millisecond)
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				err = fmt.Errorf("rpcenv: ask %s: no reply within %v (deadline set by the caller's context): %w",
+					target, w.deadline.Sub(w.start).Round(time.Millisecond), context.DeadlineExceeded)
+			} else {
+				err = fmt.Errorf("rpcenv: ask %s: canceled by the caller after %v: %w", target, waited, ctx.Err())
+			}
+		case <-e.ctx.Done():
+			err = fmt.Errorf("rpcenv: ask %s: %w", target, ErrEnvStopped)
 		}
-		if res.err != errTimedOut {
-			return res.v, res.err
-		}
-		err = fmt.Errorf("rpcenv: ask %s: no reply within %v (deadline set by Config.AskTimeout, as the caller's context had none): %w",
-			target, e.askTimeout, context.DeadlineExceeded)
-	case <-ctx.Done():
-		waited := time.Since(w.start).Round(time.Millisecond)
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			err = fmt.Errorf("rpcenv: ask %s: no reply within %v (deadline set by the caller's context): %w",
-				target, w.deadline.Sub(w.start).Round(time.Millisecond), context.DeadlineExceeded)
-		} else {
-			err = fmt.Errorf("rpcenv: ask %s: canceled by the caller after %v: %w", target, waited, ctx.Err())
-		}
-	case <-e.ctx.Done():
-		err = fmt.Errorf("rpcenv: ask %s: %w", target, ErrEnvStopped)
 	}
 	if d != nil {
 		d.disarm()
+	}
+	if ok {
+		if r.err != errTimedOut {
+			return r.v, r.err
+		}
+		err = fmt.Errorf("rpcenv: ask %s: no reply within %v (deadline set by Config.AskTimeout, as the caller's context had none): %w",
+			target, e.askTimeout, context.DeadlineExceeded)
 	}
 	if giveUp != nil {
 		giveUp()

@@ -485,7 +485,7 @@ func (e *Env) ask(ctx context.Context, r *Ref, msg any) (any, error) {
 	}
 	w := e.newWait(ctx)
 	if e.isLocal(r) {
-		c := &call{res: make(chan result, 1)}
+		c := new(call)
 		c.deadline = w.deadline
 		c.hctx = Context{sender: e.addr, ans: c}
 		if !e.postLocal(r, item{kind: itemMessage, msg: msg, c: &c.hctx}) {
@@ -511,7 +511,7 @@ func (e *Env) remoteCall(ctx context.Context, w *waiter, target string, p *peer,
 	if err != nil {
 		return nil, fmt.Errorf("rpcenv: ask %s: %w", target, err)
 	}
-	c := &call{res: make(chan result, 1), target: target}
+	c := &call{target: target}
 	if err := p.addCall(h.id, c); err != nil {
 		return nil, fmt.Errorf("rpcenv: ask %s: %w", target, err)
 	}
