@@ -19,6 +19,8 @@ const (
 	DefaultMaxMessageSize   = 128 << 20
 	DefaultConnectTimeout   = 10 * time.Second
 	DefaultHandshakeTimeout = 10 * time.Second
+	DefaultHeartbeat        = 2 * time.Second
+	DefaultPeerTimeout      = 10 * time.Second
 )
 
 // workerIdle is how long a dispatcher worker waits for another inbox
@@ -64,6 +66,20 @@ type Config struct {
 	// peer that connects and says nothing is dropped after it.
 	// 0 means DefaultHandshakeTimeout (10s).
 	HandshakeTimeout time.Duration
+	// HeartbeatInterval is how often the env checks each connection: it
+	// sends a heartbeat frame on a connection that carried nothing out
+	// since the last check. 0 means DefaultHeartbeat (2s); a negative
+	// value turns heartbeats and PeerTimeout off.
+	HeartbeatInterval time.Duration
+	// PeerTimeout is how long a connection may bring nothing in (no
+	// message, no heartbeat) before the env declares the peer dead: it
+	// closes the connection, fails the asks in flight over it with
+	// ErrDisconnected and fires OnDisconnected. A peer that was killed or
+	// unplugged is detected within PeerTimeout plus one HeartbeatInterval.
+	// 0 means DefaultPeerTimeout (10s). Both ends should use similar
+	// settings: a peer whose HeartbeatInterval exceeds this env's
+	// PeerTimeout will be dropped while idle.
+	PeerTimeout time.Duration
 	// OnDeadLetter, if set, is called for every message the env drops
 	// (besides counting and logging it). It must not block.
 	OnDeadLetter func(DeadLetter)
@@ -93,6 +109,8 @@ type Env struct {
 	maxMsg           int
 	connectTimeout   time.Duration
 	handshakeTimeout time.Duration
+	heartbeat        time.Duration // <= 0: off
+	peerTimeout      time.Duration
 	onDeadLetter     func(DeadLetter)
 
 	ctx    context.Context // done when Shutdown starts
@@ -126,6 +144,8 @@ func NewEnv(cfg Config) (*Env, error) {
 		maxMsg:           cfg.MaxMessageSize,
 		connectTimeout:   cfg.ConnectTimeout,
 		handshakeTimeout: cfg.HandshakeTimeout,
+		heartbeat:        cfg.HeartbeatInterval,
+		peerTimeout:      cfg.PeerTimeout,
 		onDeadLetter:     cfg.OnDeadLetter,
 		observers:        map[*endpoint]struct{}{},
 		done:             make(chan struct{}),
@@ -142,8 +162,8 @@ func NewEnv(cfg Config) (*Env, error) {
 		return nil, fmt.Errorf("rpcenv: new env %q: Config.AskTimeout is negative (%v)", e.name, cfg.AskTimeout)
 	case cfg.MaxMessageSize < 0:
 		return nil, fmt.Errorf("rpcenv: new env %q: Config.MaxMessageSize is negative (%d)", e.name, cfg.MaxMessageSize)
-	case cfg.ConnectTimeout < 0 || cfg.HandshakeTimeout < 0:
-		return nil, fmt.Errorf("rpcenv: new env %q: Config.ConnectTimeout and HandshakeTimeout must not be negative", e.name)
+	case cfg.ConnectTimeout < 0 || cfg.HandshakeTimeout < 0 || cfg.PeerTimeout < 0:
+		return nil, fmt.Errorf("rpcenv: new env %q: Config.ConnectTimeout, HandshakeTimeout and PeerTimeout must not be negative", e.name)
 	}
 	if e.askTimeout == 0 {
 		e.askTimeout = DefaultAskTimeout
@@ -156,6 +176,12 @@ func NewEnv(cfg Config) (*Env, error) {
 	}
 	if e.handshakeTimeout == 0 {
 		e.handshakeTimeout = DefaultHandshakeTimeout
+	}
+	if e.heartbeat == 0 {
+		e.heartbeat = DefaultHeartbeat
+	}
+	if e.peerTimeout == 0 {
+		e.peerTimeout = DefaultPeerTimeout
 	}
 	for _, t := range cfg.Transports {
 		if t == nil {

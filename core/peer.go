@@ -8,6 +8,8 @@ import (
 	"net"
 	"reflect"
 	"sync"
+	"sync/atomic"
+	"time"
 )
 
 type peerState uint8
@@ -47,6 +49,13 @@ type peer struct {
 	inCalls  map[uint64]*inCall // the peer's asks being handled here
 	closeErr error              // why it closed, wrapping ErrDisconnected or ErrEnvStopped
 	counted  bool               // counted in peerTable.live (it came up)
+
+	// Heartbeats: frames counted each way, and what the last check saw.
+	// sent and recvd are atomic; the rest belong to the beat timer.
+	sent, recvd         atomic.Uint64
+	lastSent, lastRecvd uint64
+	quiet               time.Duration // how long nothing came in
+	beat                *time.Timer
 
 	// sendCtxs holds the Context of the sends from this peer to each
 	// endpoint: it is immutable, so one serves them all. Only the read
@@ -94,6 +103,7 @@ func (p *peer) write(lane uint64, frame []byte, target, typ string) error {
 	}
 	conn := p.conn
 	p.mu.Unlock()
+	p.sent.Add(1)
 	if err := conn.WriteFrame(lane, frame); err != nil {
 		err = fmt.Errorf("%w: write to %s: %v", ErrDisconnected, p.label(), err)
 		p.close(err)
@@ -166,8 +176,38 @@ func (p *peer) up() bool {
 	}
 	p.queue = nil
 	p.state = peerUp
+	if e := p.env; e.heartbeat > 0 {
+		p.beat = time.AfterFunc(e.heartbeat, p.check)
+	}
 	p.mu.Unlock()
 	return true
+}
+
+// check runs every HeartbeatInterval while the peer is up: it declares
+// the peer dead after PeerTimeout without a frame in, and sends a
+// heartbeat when nothing went out since the last check.
+func (p *peer) check() {
+	e := p.env
+	if r := p.recvd.Load(); r != p.lastRecvd {
+		p.lastRecvd, p.quiet = r, 0
+	} else {
+		p.quiet += e.heartbeat
+	}
+	if p.quiet >= e.peerTimeout {
+		p.close(fmt.Errorf("%w: nothing from %s for %v (Config.PeerTimeout)", ErrDisconnected, p.label(), p.quiet))
+		return
+	}
+	if p.sent.Load() == p.lastSent {
+		if frame, err := encodeFrame(&header{kind: kindBeat}, nil, e.maxMsg); err == nil {
+			p.write(0, frame, "", "")
+		}
+	}
+	p.lastSent = p.sent.Load()
+	p.mu.Lock()
+	if p.state == peerUp {
+		p.beat.Reset(e.heartbeat)
+	}
+	p.mu.Unlock()
 }
 
 // close shuts the peer down for cause: queued sends become dead letters,
@@ -184,9 +224,12 @@ func (p *peer) close(cause error) {
 	p.closeErr = cause
 	queue, calls, inCalls := p.queue, p.calls, p.inCalls
 	p.queue, p.calls, p.inCalls = nil, map[uint64]*call{}, map[uint64]*inCall{}
-	conn := p.conn
+	conn, beat := p.conn, p.beat
 	p.mu.Unlock()
 
+	if beat != nil {
+		beat.Stop()
+	}
 	if conn != nil {
 		conn.Close()
 	}
@@ -212,7 +255,31 @@ type peerTable struct {
 	byID   map[string]*peer // by env id, newest connection first
 	live   map[string]int   // connections up per env id, for network events
 	all    map[*peer]struct{}
+	failed map[string]*failure // by URI: recent failed connects, for backoff
 	closed bool
+}
+
+// failure is a run of failed connects to one address. Until the backoff
+// has passed, messages to that address fail at once with the last cause
+// instead of dialing again: a dead peer is not hammered.
+type failure struct {
+	n     int
+	until time.Time
+	err   error
+}
+
+// Reconnect backoff: after the n-th failed connect in a row to an address,
+// wait min(backoffBase << (n-1), backoffMax) before dialing it again.
+const (
+	backoffBase = 100 * time.Millisecond
+	backoffMax  = 5 * time.Second
+)
+
+func backoff(n int) time.Duration {
+	if n > 10 {
+		return backoffMax
+	}
+	return min(backoffBase<<(n-1), backoffMax)
 }
 
 func (t *peerTable) init() {
@@ -220,6 +287,7 @@ func (t *peerTable) init() {
 	t.byID = map[string]*peer{}
 	t.live = map[string]int{}
 	t.all = map[*peer]struct{}{}
+	t.failed = map[string]*failure{}
 }
 
 func (e *Env) newPeer(scheme, dialAddr string) *peer {
@@ -273,11 +341,34 @@ func (e *Env) peerFor(uri string) *peer {
 		p.closeErr = fmt.Errorf("%w: env %s shut down", ErrEnvStopped, e.name)
 		return p
 	}
+	if f := t.failed[uri]; f != nil {
+		if wait := time.Until(f.until); wait > 0 {
+			p.state = peerClosed
+			p.closeErr = fmt.Errorf("%w (after %d failed attempts, the next in %v)", f.err, f.n, wait.Round(time.Millisecond))
+			return p
+		}
+	}
 	t.byAddr[uri] = p
 	t.all[p] = struct{}{}
 	e.wg.Add(1)
 	go e.dial(p, addr)
 	return p
+}
+
+func (t *peerTable) recordFailure(uri string, err error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	f := t.failed[uri]
+	if f == nil {
+		if len(t.failed) >= 4096 {
+			clear(t.failed) // bounded: addresses come and go
+		}
+		f = &failure{}
+		t.failed[uri] = f
+	}
+	f.n++
+	f.until = time.Now().Add(backoff(f.n))
+	f.err = err
 }
 
 // registerUp records a peer whose handshake succeeded and reports whether
@@ -289,6 +380,9 @@ func (t *peerTable) registerUp(p *peer) (first bool, ok bool) {
 		return false, false
 	}
 	t.all[p] = struct{}{}
+	if p.dialAddr != "" {
+		delete(t.failed, p.dialAddr)
+	}
 	t.byID[p.remoteID] = p
 	if p.remoteAddr != "" {
 		if old := t.byAddr[p.remoteAddr]; old == nil || old.isClosed() {
@@ -392,6 +486,7 @@ func (e *Env) dial(p *peer, addr string) {
 			err = fmt.Errorf("%w: %v", ErrDisconnected, err)
 		}
 		err = fmt.Errorf("connect to %s: %w", p.dialAddr, err)
+		e.peers.recordFailure(p.dialAddr, err)
 		p.close(err)
 		if !e.stopping.Load() {
 			e.log.Warn("rpcenv: connect failed", "peer", p.dialAddr, "err", err)
@@ -475,6 +570,7 @@ func (e *Env) serve(p *peer) {
 			p.close(err)
 			return
 		}
+		p.recvd.Add(1)
 		if err := decodeEnvelope(frame, &env); err != nil {
 			e.protocolError(p, err)
 			return
@@ -573,6 +669,8 @@ func (e *Env) handle(p *peer, env *envelope) error {
 		if ic != nil {
 			ic.end()
 		}
+	case kindBeat:
+		// counted above; nothing else to do
 	case kindLookup:
 		x := e.localEndpoint(env.To)
 		if x == nil {

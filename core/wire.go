@@ -20,6 +20,7 @@ const (
 	kindFail   = 13 // failure of request ID (Code, Message, To = the endpoint that failed)
 	kindCancel = 14 // the asker gave up on request ID
 	kindLookup = 15 // does endpoint To exist? answered by Reply (body true) or Fail
+	kindBeat   = 16 // heartbeat: nothing to do but notice the peer is alive
 )
 
 // protocolVersion is carried in Hello; envs refuse a peer of another version.

@@ -1,0 +1,353 @@
+// Package tcp is rpcenv's TCP transport, for "tcp://host:port" URIs,
+// optionally inside TLS 1.3.
+//
+// A connection carries frames, each a 4-byte big-endian length and that
+// many bytes (docs/PROTOCOL.md). Writes are coalesced: frames queued while
+// the connection's writer is busy go out together through one buffered
+// writer, flushed when the queue is empty, so many small messages cost one
+// system call. Reads go through a buffered reader into a frame buffer
+// that is reused. A frame announcing more than the env's MaxMessageSize is
+// refused before its body is read.
+//
+// The transport knows nothing of endpoints: the env (package core) runs
+// its handshake, authentication, heartbeats and reconnects over it.
+package tcp
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/rpcenv/rpcenv/core"
+)
+
+// Options configure a Transport. The zero value is plain TCP with the
+// defaults below.
+type Options struct {
+	// TLS, when set, puts every connection inside TLS (version 1.3 at
+	// least; an older MinVersion is raised). The same config serves both
+	// sides: Certificates (or GetCertificate) for the listening side,
+	// RootCAs (and ServerName, which defaults to the dialed host) for the
+	// dialing side, ClientAuth and ClientCAs for mutual TLS.
+	TLS *tls.Config
+	// KeepAlive configures the kernel's TCP keep-alive probes. The zero
+	// value uses Go's defaults (15 s idle, 15 s interval). rpcenv's own
+	// heartbeats (core.Config.HeartbeatInterval) detect a dead peer
+	// whatever this is.
+	KeepAlive net.KeepAliveConfig
+	// WriteBuffer is the size of a connection's write buffer: frames are
+	// gathered up to this size before a system call. 0 means 64 KiB.
+	WriteBuffer int
+	// ReadBuffer is the size of a connection's read buffer. 0 means 64 KiB.
+	ReadBuffer int
+	// MaxQueued bounds the bytes of frames queued on one connection and
+	// not yet written: WriteFrame waits while the queue is over it, which
+	// slows a sender down to what the peer reads. 0 means 32 MiB.
+	MaxQueued int
+}
+
+// Transport is the TCP transport. It is safe for concurrent use by
+// multiple goroutines and by multiple envs.
+type Transport struct {
+	opts Options
+}
+
+// New returns a TCP transport with opts.
+func New(opts Options) *Transport {
+	if opts.WriteBuffer <= 0 {
+		opts.WriteBuffer = 64 << 10
+	}
+	if opts.ReadBuffer <= 0 {
+		opts.ReadBuffer = 64 << 10
+	}
+	if opts.MaxQueued <= 0 {
+		opts.MaxQueued = 32 << 20
+	}
+	if opts.TLS != nil {
+		opts.TLS = opts.TLS.Clone()
+		if opts.TLS.MinVersion < tls.VersionTLS13 {
+			opts.TLS.MinVersion = tls.VersionTLS13
+		}
+	}
+	return &Transport{opts: opts}
+}
+
+// Scheme returns "tcp".
+func (t *Transport) Scheme() string { return "tcp" }
+
+// Listen listens on addr ("127.0.0.1:7077", "0.0.0.0:0").
+func (t *Transport) Listen(addr string, opts core.ConnOptions) (core.Listener, error) {
+	lc := net.ListenConfig{KeepAliveConfig: t.keepAlive()}
+	l, err := lc.Listen(context.Background(), "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("tcp: listen tcp://%s: %w", addr, err)
+	}
+	if t.opts.TLS != nil && t.opts.TLS.Certificates == nil && t.opts.TLS.GetCertificate == nil && t.opts.TLS.GetConfigForClient == nil {
+		l.Close()
+		return nil, fmt.Errorf("tcp: listen tcp://%s: Options.TLS has no certificate for the listening side", addr)
+	}
+	return &listener{t: t, l: l, limit: opts.MaxFrameSize}, nil
+}
+
+func (t *Transport) keepAlive() net.KeepAliveConfig {
+	ka := t.opts.KeepAlive
+	if ka == (net.KeepAliveConfig{}) {
+		ka.Enable = true
+	}
+	return ka
+}
+
+// Dial connects to addr, and runs the TLS handshake when TLS is on.
+func (t *Transport) Dial(ctx context.Context, addr string, opts core.ConnOptions) (core.Conn, error) {
+	d := net.Dialer{KeepAliveConfig: t.keepAlive()}
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("tcp: dial tcp://%s: %w", addr, err)
+	}
+	if t.opts.TLS != nil {
+		cfg := t.opts.TLS
+		if cfg.ServerName == "" {
+			cfg = cfg.Clone()
+			cfg.ServerName, _, _ = net.SplitHostPort(addr)
+		}
+		tc := tls.Client(c, cfg)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("tcp: dial tcp://%s: TLS handshake: %w", addr, err)
+		}
+		c = tc
+	}
+	return t.newConn(c, opts.MaxFrameSize), nil
+}
+
+type listener struct {
+	t     *Transport
+	l     net.Listener
+	limit int
+}
+
+// Accept returns the next connection. With TLS, the TLS handshake runs on
+// the connection's first read, under the env's handshake deadline, so a
+// silent client cannot stall Accept.
+func (l *listener) Accept() (core.Conn, error) {
+	for {
+		c, err := l.l.Accept()
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue // a transient failure (such as too many open files)
+			}
+			return nil, err
+		}
+		if l.t.opts.TLS != nil {
+			c = tls.Server(c, l.t.opts.TLS)
+		}
+		return l.t.newConn(c, l.limit), nil
+	}
+}
+
+func (l *listener) Addr() string { return l.l.Addr().String() }
+
+func (l *listener) Close() error { return l.l.Close() }
+
+// conn is one TCP connection. Frames written are queued and written by
+// the connection's writer goroutine, which exits when the connection
+// closes; ReadFrame is called by one goroutine at a time.
+type conn struct {
+	c      net.Conn
+	r      *bufio.Reader
+	rbuf   []byte // the frame buffer ReadFrame returns, reused
+	limit  int
+	remote string
+
+	mu       sync.Mutex
+	cond     sync.Cond // signaled when the queue shrinks or the conn fails
+	queue    [][]byte  // frames waiting for the writer
+	queued   int       // their bytes
+	maxQueue int
+	err      error         // set once: the connection failed or was closed
+	closing  bool          // Close was called: the writer flushes and exits
+	wake     chan struct{} // capacity 1: there is something to write, or Close was called
+	done     chan struct{} // closed by Close, after the writer exited
+	wrote    chan struct{} // closed by the writer when it exits
+	once     sync.Once
+}
+
+// closeFlush bounds how long Close spends writing frames still queued
+// (such as a handshake rejection written just before it).
+const closeFlush = 250 * time.Millisecond
+
+func (t *Transport) newConn(c net.Conn, limit int) *conn {
+	if limit <= 0 || limit > math.MaxUint32 {
+		limit = math.MaxUint32
+	}
+	cn := &conn{
+		c:        c,
+		r:        bufio.NewReaderSize(c, t.opts.ReadBuffer),
+		limit:    limit,
+		remote:   c.RemoteAddr().String(),
+		maxQueue: t.opts.MaxQueued,
+		wake:     make(chan struct{}, 1),
+		done:     make(chan struct{}),
+		wrote:    make(chan struct{}),
+	}
+	cn.cond.L = &cn.mu
+	go cn.writeLoop(bufio.NewWriterSize(c, t.opts.WriteBuffer))
+	return cn
+}
+
+// WriteFrame queues frame; the writer sends it. It waits while more than
+// Options.MaxQueued bytes are queued.
+func (c *conn) WriteFrame(lane uint64, frame []byte) error {
+	if len(frame) > math.MaxUint32 {
+		return fmt.Errorf("tcp: write to %s: frame of %d bytes: %w", c.remote, len(frame), core.ErrMessageTooLarge)
+	}
+	c.mu.Lock()
+	for c.err == nil && c.queued > c.maxQueue {
+		c.cond.Wait()
+	}
+	if c.err != nil {
+		err := c.err
+		c.mu.Unlock()
+		return err
+	}
+	c.queue = append(c.queue, frame)
+	c.queued += len(frame)
+	first := len(c.queue) == 1
+	c.mu.Unlock()
+	if first {
+		select {
+		case c.wake <- struct{}{}:
+		default:
+		}
+	}
+	return nil
+}
+
+// writeLoop writes queued frames until the connection fails or closes.
+// It takes the whole queue at once, writes every frame into the buffered
+// writer, and flushes when it has nothing more: frames that queue up
+// while it writes share the next flush. On Close it flushes what is
+// queued, then exits.
+func (c *conn) writeLoop(w *bufio.Writer) {
+	defer close(c.wrote)
+	var batch [][]byte
+	var hdr [4]byte
+	for range c.wake {
+		for {
+			c.mu.Lock()
+			batch, c.queue = c.queue, batch[:0]
+			n := 0
+			for _, f := range batch {
+				n += len(f)
+			}
+			c.mu.Unlock()
+			if len(batch) == 0 {
+				break
+			}
+			for i, f := range batch {
+				binary.BigEndian.PutUint32(hdr[:], uint32(len(f)))
+				w.Write(hdr[:])
+				w.Write(f)
+				batch[i] = nil
+			}
+			c.mu.Lock()
+			c.queued -= n
+			more := len(c.queue) > 0
+			c.mu.Unlock()
+			c.cond.Broadcast()
+			if !more {
+				break
+			}
+		}
+		if err := w.Flush(); err != nil {
+			c.fail(fmt.Errorf("tcp: write to %s: %w", c.remote, err))
+			return
+		}
+		c.mu.Lock()
+		stop := c.closing || c.err != nil
+		c.mu.Unlock()
+		if stop {
+			return
+		}
+	}
+}
+
+// ReadFrame reads the next frame into the connection's reused buffer.
+func (c *conn) ReadFrame() ([]byte, error) {
+	var hdr [4]byte
+	if _, err := io.ReadFull(c.r, hdr[:]); err != nil {
+		return nil, c.readErr(err)
+	}
+	n := binary.BigEndian.Uint32(hdr[:])
+	if uint64(n) > uint64(c.limit) {
+		return nil, fmt.Errorf("tcp: read from %s: frame of %d bytes: %w (limit %d)", c.remote, n, core.ErrMessageTooLarge, c.limit)
+	}
+	if n == 0 {
+		return nil, fmt.Errorf("tcp: read from %s: empty frame: %w", c.remote, core.ErrProtocol)
+	}
+	if cap(c.rbuf) < int(n) || (cap(c.rbuf) > 1<<20 && int(n) < 64<<10) {
+		// Grow to fit; let a buffer that grew for one large frame go.
+		c.rbuf = make([]byte, max(int(n), 4<<10))
+	}
+	buf := c.rbuf[:n]
+	if _, err := io.ReadFull(c.r, buf); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, c.readErr(err)
+	}
+	return buf, nil
+}
+
+func (c *conn) readErr(err error) error {
+	select {
+	case <-c.done:
+		return net.ErrClosed
+	default:
+	}
+	if err == io.EOF {
+		return io.EOF
+	}
+	return fmt.Errorf("tcp: read from %s: %w", c.remote, err)
+}
+
+func (c *conn) fail(err error) {
+	c.mu.Lock()
+	if c.err == nil {
+		c.err = err
+	}
+	c.queue = nil
+	c.mu.Unlock()
+	c.cond.Broadcast()
+	c.c.Close()
+}
+
+// Close writes what is still queued (for at most closeFlush), then
+// closes the connection: the writer exits, ReadFrame fails.
+func (c *conn) Close() error {
+	c.once.Do(func() {
+		c.mu.Lock()
+		c.closing = true
+		c.mu.Unlock()
+		c.c.SetWriteDeadline(time.Now().Add(closeFlush))
+		select {
+		case c.wake <- struct{}{}:
+		default:
+		}
+		<-c.wrote
+		close(c.done)
+		c.fail(net.ErrClosed)
+	})
+	return nil
+}
+
+func (c *conn) RemoteAddr() string { return c.remote }
