@@ -541,7 +541,7 @@ func (e *Env) remoteCall(ctx context.Context, w *waiter, target string, p *peer,
 	if err := p.addCall(h.id, c); err != nil {
 		return nil, fmt.Errorf("rpcenv: ask %s: %w", target, err)
 	}
-	if err := p.write(0, frame, target, h.typ); err != nil {
+	if err := p.write(0, frame, "", ""); err != nil { // an ask that fails is the asker's error, not a dead letter
 		p.takeCall(h.id)
 		return nil, fmt.Errorf("rpcenv: ask %s: %w", target, err)
 	}

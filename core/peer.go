@@ -593,20 +593,19 @@ func (e *Env) protocolError(p *peer, err error) {
 func (e *Env) handle(p *peer, env *envelope) error {
 	switch env.Kind {
 	case kindSend:
-		target := e.uriOf(env.To)
 		x := e.localEndpoint(env.To)
 		if x == nil {
-			e.deadLetter(DeadLetter{Target: target, Type: env.Type, Sender: p.label(), Reason: ErrEndpointNotFound})
+			e.deadLetter(DeadLetter{Target: e.uriOf(env.To), Type: env.Type, Sender: p.label(), Reason: ErrEndpointNotFound})
 			return nil
 		}
 		msg, mt, err := decodeBody(env.Type, env.Body)
 		if err != nil {
-			e.deadLetter(DeadLetter{Target: target, Type: env.Type, Sender: p.label(), Reason: err})
+			e.deadLetter(DeadLetter{Target: e.uriOf(env.To), Type: env.Type, Sender: p.label(), Reason: err})
 			return nil
 		}
 		e.bind(msg, mt)
 		if !x.post(item{kind: itemMessage, msg: msg, c: p.sendContext(x)}) {
-			e.deadLetter(DeadLetter{Target: target, Type: env.Type, Sender: p.label(), Reason: ErrEndpointNotFound})
+			e.deadLetter(DeadLetter{Target: e.uriOf(env.To), Type: env.Type, Sender: p.label(), Reason: ErrEndpointNotFound})
 		}
 	case kindAsk:
 		ic := &inCall{p: p, id: env.ID}

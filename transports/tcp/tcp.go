@@ -165,6 +165,7 @@ type conn struct {
 	c      net.Conn
 	r      *bufio.Reader
 	rbuf   []byte // the frame buffer ReadFrame returns, reused
+	rhdr   [4]byte
 	limit  int
 	remote string
 
@@ -281,30 +282,42 @@ func (c *conn) writeLoop(w *bufio.Writer) {
 	}
 }
 
-// ReadFrame reads the next frame into the connection's reused buffer.
+// ReadFrame reads the next frame into the connection's reused buffer. The
+// buffer grows as bytes arrive, not as the length announces: a peer must
+// send the bytes of a large frame to make the env hold them.
 func (c *conn) ReadFrame() ([]byte, error) {
-	var hdr [4]byte
-	if _, err := io.ReadFull(c.r, hdr[:]); err != nil {
+	if _, err := io.ReadFull(c.r, c.rhdr[:]); err != nil {
 		return nil, c.readErr(err)
 	}
-	n := binary.BigEndian.Uint32(hdr[:])
+	n := int(binary.BigEndian.Uint32(c.rhdr[:]))
 	if uint64(n) > uint64(c.limit) {
 		return nil, fmt.Errorf("tcp: read from %s: frame of %d bytes: %w (limit %d)", c.remote, n, core.ErrMessageTooLarge, c.limit)
 	}
 	if n == 0 {
 		return nil, fmt.Errorf("tcp: read from %s: empty frame: %w", c.remote, core.ErrProtocol)
 	}
-	if cap(c.rbuf) < int(n) || (cap(c.rbuf) > 1<<20 && int(n) < 64<<10) {
-		// Grow to fit; let a buffer that grew for one large frame go.
-		c.rbuf = make([]byte, max(int(n), 4<<10))
+	if cap(c.rbuf) > 1<<20 && n < 64<<10 {
+		c.rbuf = nil // let a buffer that grew for one large frame go
 	}
-	buf := c.rbuf[:n]
-	if _, err := io.ReadFull(c.r, buf); err != nil {
-		if err == io.EOF {
-			err = io.ErrUnexpectedEOF
+	buf := c.rbuf[:0]
+	for len(buf) < n {
+		if len(buf) == cap(buf) {
+			// Double, from 64 KiB, never past n.
+			grown := make([]byte, len(buf), min(n, max(2*cap(buf), 64<<10)))
+			copy(grown, buf)
+			buf = grown
 		}
-		return nil, c.readErr(err)
+		m := min(n, cap(buf))
+		if _, err := io.ReadFull(c.r, buf[len(buf):m]); err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			c.rbuf = buf[:0]
+			return nil, c.readErr(err)
+		}
+		buf = buf[:m]
 	}
+	c.rbuf = buf[:0]
 	return buf, nil
 }
 

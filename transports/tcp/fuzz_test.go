@@ -1,0 +1,118 @@
+package tcp_test
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"testing"
+
+	"github.com/rpcenv/rpcenv/core"
+	"github.com/rpcenv/rpcenv/transports/tcp"
+)
+
+const fuzzMaxFrame = 1024
+
+// FuzzReadFrame writes arbitrary bytes into a real loopback connection
+// and reads them back as frames through the transport. ReadFrame must not
+// panic, must return exactly the frames a plain reading of the bytes
+// finds (each non-empty and at most MaxFrameSize), and must stop with
+// the right error: io.EOF at a clean end, ErrMessageTooLarge for a frame
+// over the limit, ErrProtocol for an empty frame, another error for a
+// truncated one.
+func FuzzReadFrame(f *testing.F) {
+	for _, seed := range [][]byte{
+		nil,
+		appendFrame(nil, []byte("x")),
+		appendFrame(appendFrame(nil, []byte("first")), bytes.Repeat([]byte{7}, fuzzMaxFrame)),
+		appendFrame(nil, bytes.Repeat([]byte{1}, fuzzMaxFrame+1)),
+		{0xff, 0xff, 0xff, 0xff},    // announces 4 GiB
+		{0, 0, 0, 0},                // an empty frame
+		{0, 0},                      // a truncated header
+		{0, 0, 0, 9, 'p', 'a', 'r'}, // a truncated body
+		appendFrame(nil, []byte("ok"))[:5],
+		[]byte("GET / HTTP/1.1\r\n\r\n"),
+	} {
+		f.Add(seed)
+	}
+	tr := tcp.New(tcp.Options{})
+	l, err := tr.Listen("127.0.0.1:0", core.ConnOptions{MaxFrameSize: fuzzMaxFrame})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { l.Close() })
+	f.Fuzz(func(t *testing.T, data []byte) {
+		raw, err := net.Dial("tcp", l.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		wrote := make(chan struct{})
+		go func() { // owned by this input: ends at the latest when c closes below
+			defer close(wrote)
+			raw.Write(data)
+			raw.Close()
+		}()
+		c, err := l.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			c.Close()
+			<-wrote
+		}()
+		want, wantErr := splitFrames(data)
+		for i := 0; ; i++ {
+			got, err := c.ReadFrame()
+			if err != nil {
+				if i < len(want) {
+					t.Fatalf("frame %d: %v; want %d bytes", i, err, len(want[i]))
+				}
+				switch {
+				case wantErr == nil && err != io.EOF:
+					t.Fatalf("after the last frame: %v; want io.EOF", err)
+				case errors.Is(wantErr, core.ErrMessageTooLarge), errors.Is(wantErr, core.ErrProtocol):
+					if !errors.Is(err, wantErr) {
+						t.Fatalf("after %d frames: %v; want %v", i, err, wantErr)
+					}
+				case wantErr != nil && err == io.EOF:
+					t.Fatalf("a truncated frame ended as a clean io.EOF")
+				}
+				return
+			}
+			if len(got) == 0 || len(got) > fuzzMaxFrame {
+				t.Fatalf("frame %d has %d bytes; want 1 to %d", i, len(got), fuzzMaxFrame)
+			}
+			if i >= len(want) || !bytes.Equal(got, want[i]) {
+				t.Fatalf("frame %d = %q; want the %d frames %q", i, got, len(want), want)
+			}
+		}
+	})
+}
+
+func appendFrame(b, body []byte) []byte {
+	return append(binary.BigEndian.AppendUint32(b, uint32(len(body))), body...)
+}
+
+// splitFrames is the reference reading of data: the frames it holds, and
+// why reading stops (nil at a clean end).
+func splitFrames(data []byte) ([][]byte, error) {
+	var frames [][]byte
+	for len(data) > 0 {
+		if len(data) < 4 {
+			return frames, io.ErrUnexpectedEOF
+		}
+		n := binary.BigEndian.Uint32(data)
+		switch {
+		case n > fuzzMaxFrame:
+			return frames, core.ErrMessageTooLarge
+		case n == 0:
+			return frames, core.ErrProtocol
+		case uint64(len(data)-4) < uint64(n):
+			return frames, io.ErrUnexpectedEOF
+		}
+		frames = append(frames, data[4:4+n])
+		data = data[4+n:]
+	}
+	return frames, nil
+}
