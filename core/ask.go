@@ -73,6 +73,10 @@ type call struct {
 	handlerCtx
 }
 
+// wakes recycles wake channels: a channel is put back only after its one
+// value was received.
+var wakes = sync.Pool{New: func() any { return make(chan result, 1) }}
+
 const (
 	callPending uint32 = iota
 	callDone           // res is set
@@ -101,7 +105,7 @@ func (c *call) done() (result, bool) {
 // prepareWait makes the wake channel; it returns the result instead if
 // the call was settled meanwhile.
 func (c *call) prepareWait() (result, bool) {
-	c.wake = make(chan result, 1)
+	c.wake = wakes.Get().(chan result)
 	if c.state.CompareAndSwap(callPending, callWaiting) {
 		return result{}, false
 	}
@@ -280,6 +284,7 @@ func (e *Env) await(ctx context.Context, w *waiter, target string, c *call, give
 		select {
 		case r = <-c.wake:
 			ok = true
+			wakes.Put(c.wake) // drained, and complete sends only once: safe to reuse
 		case <-ctx.Done():
 			waited := time.Since(w.start).Round(time.Millisecond)
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {

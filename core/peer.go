@@ -556,6 +556,7 @@ func (e *Env) serve(p *peer) {
 		return
 	}
 	var env envelope
+	names := names{}
 	for {
 		frame, err := p.conn.ReadFrame()
 		if err != nil {
@@ -571,7 +572,7 @@ func (e *Env) serve(p *peer) {
 			return
 		}
 		p.recvd.Add(1)
-		if err := decodeEnvelope(frame, &env); err != nil {
+		if err := decodeEnvelopeNames(frame, &env, names); err != nil {
 			e.protocolError(p, err)
 			return
 		}

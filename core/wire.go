@@ -49,6 +49,27 @@ type envelope struct {
 // Code and Message, which are usually empty). The body is only delimited
 // here; decodeBody decodes it, with the decoder's limits.
 func decodeEnvelope(frame []byte, env *envelope) error {
+	return decodeEnvelopeNames(frame, env, nil)
+}
+
+// names interns the endpoint names a connection's frames carry, so that
+// decoding To allocates only the first time a name is seen. It belongs to
+// one read loop.
+type names map[string]string
+
+func (n names) intern(b []byte) string {
+	if s, ok := n[string(b)]; ok { // no allocation for the lookup
+		return s
+	}
+	s := string(b)
+	if len(n) < 4096 { // bounded: a peer may send any names
+		n[s] = s
+	}
+	return s
+}
+
+// decodeEnvelopeNames is decodeEnvelope with To interned in n (if not nil).
+func decodeEnvelopeNames(frame []byte, env *envelope, n names) error {
 	*env = envelope{}
 	d := frameReader{b: frame}
 	if len(frame) == 0 || frame[0] != 0x80|envelopeFields {
@@ -90,7 +111,11 @@ func decodeEnvelope(frame []byte, env *envelope) error {
 	if d.off != len(frame) {
 		return d.fail("%d bytes after the envelope", len(frame)-d.off)
 	}
-	env.To = string(to)
+	if n != nil {
+		env.To = n.intern(to)
+	} else {
+		env.To = string(to)
+	}
 	env.Type = internType(typ)
 	if len(code) > 0 {
 		env.Code = string(code)
@@ -280,7 +305,7 @@ func encodeFrame(h *header, body any, limit int) ([]byte, error) {
 		if buf.Len() > limit {
 			err = fmt.Errorf("%w: %d bytes encoded, the limit (Config.MaxMessageSize) is %d", ErrMessageTooLarge, buf.Len(), limit)
 		} else {
-			frame = make([]byte, buf.Len())
+			frame = newFrame(buf.Len())
 			copy(frame, buf.Bytes())
 		}
 	} else {
@@ -324,4 +349,51 @@ func appendInt(b []byte, n int64) []byte {
 func appendText(b []byte, s string) []byte {
 	b = appendUint(b, 3, uint64(len(s)))
 	return append(b, s...)
+}
+
+// Frame memory is recycled through free lists by size class: a transport
+// that hands written frames back with ReleaseFrame saves the env an
+// allocation per message. The lists are channels, so that putting a slice
+// back allocates nothing.
+var frameClasses = [...]int{256, 1 << 10, 4 << 10, 16 << 10, 64 << 10}
+
+var freeFrames [len(frameClasses)]chan []byte
+
+func init() {
+	for i := range freeFrames {
+		freeFrames[i] = make(chan []byte, 256)
+	}
+}
+
+// newFrame returns a frame of n bytes, reused when one is free.
+func newFrame(n int) []byte {
+	for i, size := range frameClasses {
+		if n <= size {
+			select {
+			case b := <-freeFrames[i]:
+				return b[:n]
+			default:
+				return make([]byte, n, size)
+			}
+		}
+	}
+	return make([]byte, n)
+}
+
+// ReleaseFrame gives the memory of a frame back to the env that wrote it.
+// A Transport may call it once it no longer needs a frame it got from
+// Conn.WriteFrame (after writing it out, or after the reader is done with
+// it); it must not touch the frame afterwards. Calling it is optional, and
+// frames of any other origin are ignored.
+func ReleaseFrame(frame []byte) {
+	c := cap(frame)
+	for i, size := range frameClasses {
+		if c == size {
+			select {
+			case freeFrames[i] <- frame[:0]:
+			default:
+			}
+			return
+		}
+	}
 }

@@ -147,6 +147,7 @@ type conn struct {
 	remote string
 	limit  int
 	once   sync.Once
+	last   []byte // the frame ReadFrame returned last, released at the next call
 }
 
 func (c *conn) WriteFrame(lane uint64, frame []byte) error {
@@ -157,6 +158,10 @@ func (c *conn) WriteFrame(lane uint64, frame []byte) error {
 }
 
 func (c *conn) ReadFrame() ([]byte, error) {
+	if c.last != nil {
+		core.ReleaseFrame(c.last) // valid until this call: now the env may reuse it
+		c.last = nil
+	}
 	f, err := c.in.pop()
 	if err != nil {
 		return nil, err
@@ -164,6 +169,7 @@ func (c *conn) ReadFrame() ([]byte, error) {
 	if c.limit > 0 && len(f) > c.limit {
 		return nil, fmt.Errorf("inproc: read from %s: frame of %d bytes: %w (limit %d)", c.remote, len(f), core.ErrMessageTooLarge, c.limit)
 	}
+	c.last = f
 	return f, nil
 }
 

@@ -258,6 +258,7 @@ func (c *conn) writeLoop(w *bufio.Writer) {
 				binary.BigEndian.PutUint32(hdr[:], uint32(len(f)))
 				w.Write(hdr[:])
 				w.Write(f)
+				core.ReleaseFrame(f) // copied into w, or written: the env may reuse it
 				batch[i] = nil
 			}
 			c.mu.Lock()
