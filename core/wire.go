@@ -19,7 +19,7 @@ const (
 	kindReply  = 12 // answer to request ID
 	kindFail   = 13 // failure of request ID (Code, Message, To = the endpoint that failed)
 	kindCancel = 14 // the asker gave up on request ID
-	kindLookup = 15 // does endpoint To exist? answered by Reply (body true) or Fail
+	kindLookup = 15 // does endpoint To exist? answered by Reply (body: its ref) or Fail
 	kindBeat   = 16 // heartbeat: nothing to do but notice the peer is alive
 )
 
