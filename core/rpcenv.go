@@ -109,7 +109,9 @@ type Conn interface {
 	// WriteFrame sends one frame. Frames written with the same non-zero
 	// lane arrive in the order written; lane 0 asks for no ordering with
 	// any other frame, which lets a multi-stream transport (QUIC) send it
-	// on a stream of its own. A transport with a single ordered stream
+	// on a stream of its own. One exception: the first two frames each
+	// side writes (the env's handshake, on lane 0) must arrive before
+	// anything that side writes after them. A transport with a single ordered stream
 	// may ignore lanes. WriteFrame takes ownership of frame: the caller
 	// never touches it again. It may return before the bytes are on the
 	// wire, and must be safe for concurrent use.

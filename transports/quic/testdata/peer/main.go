@@ -1,0 +1,78 @@
+// Command peer is the child program of the quic transport's two-process
+// tests: it starts an env on quic://127.0.0.1:0, prints its address on
+// stdout, and serves the endpoints "echo" and "hang" (see package
+// peermsg) until its stdin is closed or it is killed.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/rpcenv/rpcenv/core"
+	"github.com/rpcenv/rpcenv/transports/quic"
+	"github.com/rpcenv/rpcenv/transports/quic/internal/peermsg"
+)
+
+type echo struct{}
+
+func (echo) Receive(c *core.Context, msg any) error {
+	if m, ok := msg.(peermsg.Carry); ok {
+		if err := m.Ref.Send(peermsg.Echo{N: m.N, S: "back"}); err != nil {
+			return err
+		}
+		return c.Reply(peermsg.Carry{Ref: c.Self(), N: m.N})
+	}
+	if c.IsAsk() {
+		return c.Reply(msg)
+	}
+	return nil
+}
+
+// hang tells the asker's ref it has the ask, then never answers it.
+type hang struct{}
+
+func (hang) Receive(c *core.Context, msg any) error {
+	if m, ok := msg.(peermsg.Carry); ok {
+		return m.Ref.Send(peermsg.Echo{N: m.N, S: "hanging"})
+	}
+	return nil
+}
+
+func main() {
+	heartbeat := flag.Duration("heartbeat", 0, "Config.HeartbeatInterval")
+	peerTimeout := flag.Duration("peer-timeout", 0, "Config.PeerTimeout")
+	flag.Parse()
+	os.Setenv("QUIC_GO_DISABLE_RECEIVE_BUFFER_WARNING", "true")
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	env, err := core.NewEnv(core.Config{
+		Name:              "child",
+		Listen:            "quic://127.0.0.1:0",
+		Transports:        []core.Transport{quic.New(quic.Options{Logger: log})},
+		HeartbeatInterval: *heartbeat,
+		PeerTimeout:       *peerTimeout,
+		Logger:            log,
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	for name, ep := range map[string]core.Endpoint{"echo": echo{}, "hang": hang{}} {
+		if _, err := env.Register(name, ep); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+	}
+	fmt.Println(env.Address())
+	io.Copy(io.Discard, os.Stdin) // the parent closes stdin to stop us
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := env.Shutdown(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
