@@ -1,0 +1,207 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rpcenv/rpcenv/core"
+	"github.com/rpcenv/rpcenv/examples/cluster/msg"
+)
+
+// executor implements msg.ExecutorHandler and core.NetworkObserver. It is
+// registered with core.WithConcurrency(cores), so its handlers run
+// concurrently, one task per core.
+type executor struct {
+	id        string
+	driver    msg.DriverRef
+	killAfter int       // > 0: die abruptly on the first task received after this many
+	exit      func(int) // os.Exit, or a test's stand-in
+
+	completed atomic.Int64
+	mu        sync.Mutex
+	idle      *sync.Cond // on mu; signalled when busy drops to 0
+	busy      int        // LaunchTask handlers running
+	latencies []int64    // ask round trips, ns
+
+	stopOnce   sync.Once
+	stopped    chan struct{} // closed by StopExecutor
+	lostOnce   sync.Once
+	lostDriver chan struct{} // closed by OnDisconnected
+}
+
+// LaunchTask runs the task and asks StatusUpdate with its result.
+func (x *executor) LaunchTask(c *core.Context, m msg.LaunchTask) error {
+	if x.killAfter > 0 && x.completed.Load() >= int64(x.killAfter) {
+		// Abruptly, holding a task the driver launched: no shutdown,
+		// no goodbye. The driver must find out by itself.
+		x.exit(3)
+		return nil
+	}
+	x.mu.Lock()
+	x.busy++
+	x.mu.Unlock()
+	defer func() {
+		x.mu.Lock()
+		if x.busy--; x.busy == 0 {
+			x.idle.Broadcast()
+		}
+		x.mu.Unlock()
+	}()
+	result := countPrimes(m.From, m.To)
+	start := time.Now()
+	_, err := x.driver.StatusUpdate(c.Context(), msg.StatusUpdate{ExecutorID: x.id, TaskID: m.TaskID, Result: result})
+	x.record(time.Since(start))
+	if err != nil {
+		return fmt.Errorf("executor %s: report task %d: %w", x.id, m.TaskID, err)
+	}
+	x.completed.Add(1)
+	return nil
+}
+
+// StopExecutor waits for the tasks still reporting (the driver asks it
+// as soon as it counted the last result, perhaps before that report's
+// latency is recorded), answers with the statistics and lets the
+// executor end.
+func (x *executor) StopExecutor(c *core.Context, m msg.StopExecutor) (msg.ExecutorStats, error) {
+	x.mu.Lock()
+	for x.busy > 0 {
+		x.idle.Wait()
+	}
+	st := msg.ExecutorStats{Tasks: int(x.completed.Load()), AskLatencies: append([]int64(nil), x.latencies...)}
+	x.mu.Unlock()
+	x.stopOnce.Do(func() { close(x.stopped) })
+	return st, nil
+}
+
+// OnError drops errors: a failed report means the driver is gone, which
+// OnDisconnected or the driver's own expiry handles.
+func (x *executor) OnError(err error) {}
+
+func (x *executor) OnConnected(remote string)               {}
+func (x *executor) OnNetworkError(remote string, err error) {}
+func (x *executor) OnDisconnected(remote string) {
+	x.lostOnce.Do(func() { close(x.lostDriver) })
+}
+
+func (x *executor) record(d time.Duration) {
+	x.mu.Lock()
+	x.latencies = append(x.latencies, int64(d))
+	x.mu.Unlock()
+}
+
+// execOptions configure startExecutor.
+type execOptions struct {
+	id            string
+	driverURI     string
+	cores         int
+	heartbeat     time.Duration
+	lookupTimeout time.Duration
+	killAfter     int
+	exit          func(int)
+}
+
+// runningExecutor is an executor registered with its driver, with its
+// heartbeat goroutine.
+type runningExecutor struct {
+	*executor
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // the heartbeat goroutine
+}
+
+// badDriverURI is a -driver that cannot be a driver's URI.
+type badDriverURI struct {
+	uri, why string
+}
+
+func (e *badDriverURI) Error() string { return fmt.Sprintf("-driver %q: %s", e.uri, e.why) }
+
+// checkDriverURI rejects what no lookup could succeed with.
+func checkDriverURI(uri string, schemes []string) error {
+	scheme, rest, ok := strings.Cut(uri, "://")
+	switch {
+	case !ok || scheme == "":
+		return &badDriverURI{uri, "malformed: want scheme://host:port/driver"}
+	case !slices.Contains(schemes, scheme):
+		return &badDriverURI{uri, fmt.Sprintf("unknown scheme %q (want one of %s)", scheme, strings.Join(schemes, ", "))}
+	}
+	addr, name, _ := strings.Cut(rest, "/")
+	if addr == "" || name == "" || strings.Contains(name, "/") {
+		return &badDriverURI{uri, "malformed: want scheme://host:port/driver"}
+	}
+	return nil
+}
+
+// startExecutor registers an executor endpoint in env, looks up the
+// driver, registers with it and starts heartbeating.
+func startExecutor(ctx context.Context, env *core.Env, o execOptions) (*runningExecutor, error) {
+	x := &executor{id: o.id, killAfter: o.killAfter, exit: o.exit, stopped: make(chan struct{}), lostDriver: make(chan struct{})}
+	x.idle = sync.NewCond(&x.mu)
+	self, err := env.Register("executor", msg.NewExecutorEndpoint(x), core.WithConcurrency(o.cores))
+	if err != nil {
+		return nil, err
+	}
+	lctx, cancel := context.WithTimeout(ctx, o.lookupTimeout)
+	defer cancel()
+	x.driver, err = msg.LookupDriver(lctx, env, o.driverURI)
+	if err != nil {
+		if errors.Is(err, core.ErrUnknownScheme) {
+			return nil, &badDriverURI{o.driverURI, "unknown scheme"}
+		}
+		return nil, fmt.Errorf("cannot reach the driver at %s: %w", o.driverURI, err)
+	}
+	start := time.Now()
+	reply, err := x.driver.RegisterExecutor(lctx, msg.RegisterExecutor{ExecutorID: o.id, Executor: self, Cores: o.cores, Heartbeat: o.heartbeat})
+	x.record(time.Since(start))
+	if err != nil {
+		return nil, fmt.Errorf("register with the driver at %s: %w", o.driverURI, err)
+	}
+	if !reply.Accepted {
+		return nil, fmt.Errorf("the driver at %s refused executor %s: %s", o.driverURI, o.id, reply.Reason)
+	}
+	hctx, hcancel := context.WithCancel(ctx)
+	r := &runningExecutor{executor: x, cancel: hcancel}
+	r.wg.Go(func() { x.heartbeatLoop(hctx, o.heartbeat) })
+	return r, nil
+}
+
+// heartbeatLoop sends Heartbeat every interval until ctx is done or the
+// executor stops.
+func (x *executor) heartbeatLoop(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-x.stopped:
+			return
+		case <-t.C:
+			x.driver.Heartbeat(msg.Heartbeat{ExecutorID: x.id}) // a lost heartbeat is what the driver watches for
+		}
+	}
+}
+
+// wait returns when the driver stops the executor (nil), the driver goes
+// away, or ctx is done.
+func (r *runningExecutor) wait(ctx context.Context) error {
+	select {
+	case <-r.stopped:
+		return nil
+	case <-r.lostDriver:
+		return fmt.Errorf("executor %s: lost the driver", r.id)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// close stops the heartbeat goroutine and waits for it.
+func (r *runningExecutor) close() {
+	r.cancel()
+	r.wg.Wait()
+}

@@ -1,0 +1,87 @@
+// Package msg is the protocol of the cluster example: the messages a
+// Driver endpoint and its Executor endpoints exchange, annotated for
+// rpcgen. rpcgen_gen.go, generated from the directives below, holds the
+// typed refs (DriverRef, ExecutorRef), the handler interfaces and the
+// endpoint constructors.
+//
+// The flow: an executor looks up the driver and asks RegisterExecutor
+// with its own ref inside; the driver keeps that ref, sends LaunchTask
+// through it while the executor has free cores, and the executor answers
+// each task by asking StatusUpdate. Executors send Heartbeat
+// periodically. At the end the driver asks each executor StopExecutor
+// and gets its statistics back.
+package msg
+
+import (
+	"time"
+
+	"github.com/rpcenv/rpcenv/core"
+)
+
+//go:generate go run github.com/rpcenv/rpcenv/cmd/rpcgen
+
+// RegisterExecutor is asked by an executor when it starts. Executor is
+// the executor's own ref: the driver reaches the executor back through it,
+// also when the executor's env is in client mode (has no listener).
+//
+//rpcgen:ask Driver reply=Registered
+type RegisterExecutor struct {
+	ExecutorID string
+	Executor   *core.Ref
+	Cores      int
+	// Heartbeat is how often the executor sends Heartbeat; the driver
+	// expires it after three intervals without one.
+	Heartbeat time.Duration
+}
+
+// Registered answers RegisterExecutor.
+type Registered struct {
+	Accepted bool
+	Reason   string // why not, when not Accepted
+}
+
+// StatusUpdate is asked by an executor when a task is done. Asking (not
+// sending) it lets the executor measure the round trip.
+//
+//rpcgen:ask Driver reply=StatusAck
+type StatusUpdate struct {
+	ExecutorID string
+	TaskID     int64
+	Result     uint64
+}
+
+// StatusAck answers StatusUpdate.
+type StatusAck struct {
+	// Duplicate is set when the task's result was already counted (the
+	// task was re-launched and another executor reported it first).
+	Duplicate bool
+}
+
+// Heartbeat tells the driver the executor is alive.
+//
+//rpcgen:send Driver
+type Heartbeat struct {
+	ExecutorID string
+}
+
+// LaunchTask tells an executor to count the primes in [From, To).
+//
+//rpcgen:send Executor
+type LaunchTask struct {
+	TaskID   int64
+	From, To uint64
+}
+
+// StopExecutor is asked by the driver when the job is over; the executor
+// answers with its statistics and then shuts down.
+//
+//rpcgen:ask Executor reply=ExecutorStats
+type StopExecutor struct{}
+
+// ExecutorStats answers StopExecutor.
+type ExecutorStats struct {
+	Tasks int
+	// AskLatencies are the round trips of the executor's asks to the
+	// driver (RegisterExecutor and every StatusUpdate), in nanoseconds.
+	AskLatencies []int64
+}

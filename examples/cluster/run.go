@@ -1,0 +1,215 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/rpcenv/rpcenv/core"
+	"github.com/rpcenv/rpcenv/examples/cluster/msg"
+	"github.com/rpcenv/rpcenv/transports/inproc"
+	"github.com/rpcenv/rpcenv/transports/quic"
+	"github.com/rpcenv/rpcenv/transports/tcp"
+)
+
+// config is the command line, parsed.
+type config struct {
+	Role          string // "" (driver and executors in one process), "driver" or "executor"
+	Transport     string // one-process run: inproc, tcp or quic
+	Listen        string // driver: the URI to listen on
+	Driver        string // executor: the driver's URI
+	ID            string // executor: its ID (default: exec-PID)
+	Executors     int    // one-process: how many; driver: how many to wait for
+	Cores         int    // per executor
+	Tasks         int
+	RangeSize     uint64
+	Heartbeat     time.Duration
+	LookupTimeout time.Duration
+	KillAfter     int
+	exit          func(int) // for -kill-after; nil means os.Exit
+}
+
+// usageError is bad input: main exits 2 for it, 1 for other errors.
+type usageError struct{ error }
+
+// driverName is the driver endpoint's name in its env.
+const driverName = "driver"
+
+// run runs cfg.Role's part of a job, writing the summary to stdout and
+// progress and events to stderr. It returns an error if the job failed
+// or its result is wrong.
+func run(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
+	term := isTerminal(stderr)
+	stderr = &syncWriter{w: stderr}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	if cfg.exit == nil {
+		cfg.exit = os.Exit
+	}
+	switch cfg.Role {
+	case "":
+		return runLocal(ctx, cfg, stdout, stderr, term, log)
+	case "driver":
+		if cfg.Listen == "" {
+			return usageError{errors.New("-role driver needs -listen, such as tcp://0.0.0.0:7077")}
+		}
+		env, err := core.NewEnv(core.Config{Name: "driver", Listen: cfg.Listen, Transports: remoteTransports(log),
+			HeartbeatInterval: cfg.Heartbeat, PeerTimeout: 5 * cfg.Heartbeat, Logger: log})
+		if err != nil {
+			return usageError{err}
+		}
+		defer env.Shutdown(context.Background())
+		fmt.Fprintf(stdout, "driver: %s/%s\n", env.Address(), driverName)
+		return drive(ctx, cfg, env, "", stdout, stderr, term)
+	case "executor":
+		if err := checkDriverURI(cfg.Driver, []string{"tcp", "quic"}); err != nil {
+			return usageError{err}
+		}
+		return runExecutor(ctx, cfg, stderr, log)
+	default:
+		return usageError{fmt.Errorf("unknown -role %q (want driver or executor, or none for a one-process run)", cfg.Role)}
+	}
+}
+
+func remoteTransports(log *slog.Logger) []core.Transport {
+	return []core.Transport{tcp.New(tcp.Options{}), quic.New(quic.Options{Logger: log})}
+}
+
+// runLocal runs a driver and cfg.Executors executors in one process.
+func runLocal(ctx context.Context, cfg config, stdout, stderr io.Writer, term bool, log *slog.Logger) error {
+	var t core.Transport
+	var listen string
+	switch cfg.Transport {
+	case "inproc", "":
+		cfg.Transport = "inproc"
+		t, listen = inproc.New(), "inproc://cluster"
+	case "tcp":
+		t, listen = tcp.New(tcp.Options{}), "tcp://127.0.0.1:0"
+	case "quic":
+		t, listen = quic.New(quic.Options{Logger: log}), "quic://127.0.0.1:0"
+	default:
+		return usageError{fmt.Errorf("unknown -transport %q (want inproc, tcp or quic)", cfg.Transport)}
+	}
+	envCfg := func(name, listen string) core.Config {
+		return core.Config{Name: name, Listen: listen, Transports: []core.Transport{t},
+			HeartbeatInterval: cfg.Heartbeat, PeerTimeout: 5 * cfg.Heartbeat, AskTimeout: 30 * time.Second, Logger: log}
+	}
+	denv, err := core.NewEnv(envCfg("driver", listen))
+	if err != nil {
+		return err
+	}
+	defer denv.Shutdown(context.Background())
+
+	jobDone := make(chan error, 1)
+	driverUp := make(chan struct{})
+	go func() { jobDone <- driveWith(ctx, cfg, denv, cfg.Transport, stdout, stderr, term, driverUp) }()
+	<-driverUp
+
+	var envs []*core.Env
+	defer func() {
+		for _, e := range envs {
+			e.Shutdown(context.Background())
+		}
+	}()
+	var execs []*runningExecutor
+	defer func() {
+		for _, x := range execs {
+			x.close()
+		}
+	}()
+	for i := range cfg.Executors {
+		id := fmt.Sprintf("exec-%d", i+1)
+		eenv, err := core.NewEnv(envCfg(id, ""))
+		if err != nil {
+			return err
+		}
+		envs = append(envs, eenv)
+		x, err := startExecutor(ctx, eenv, execOptions{id: id, driverURI: denv.Address() + "/" + driverName, cores: cfg.Cores,
+			heartbeat: cfg.Heartbeat, lookupTimeout: cfg.LookupTimeout, exit: cfg.exit})
+		if err != nil {
+			return err
+		}
+		execs = append(execs, x)
+	}
+	return <-jobDone
+}
+
+// runExecutor runs one executor in client mode until the driver stops it.
+func runExecutor(ctx context.Context, cfg config, stderr io.Writer, log *slog.Logger) error {
+	env, err := core.NewEnv(core.Config{Name: "executor", Transports: remoteTransports(log),
+		HeartbeatInterval: cfg.Heartbeat, PeerTimeout: 5 * cfg.Heartbeat, AskTimeout: 30 * time.Second, Logger: log})
+	if err != nil {
+		return err
+	}
+	defer env.Shutdown(context.Background())
+	id := cfg.ID
+	if id == "" {
+		id = fmt.Sprintf("exec-%d", os.Getpid())
+	}
+	x, err := startExecutor(ctx, env, execOptions{id: id, driverURI: cfg.Driver, cores: cfg.Cores, heartbeat: cfg.Heartbeat,
+		lookupTimeout: cfg.LookupTimeout, killAfter: cfg.KillAfter, exit: cfg.exit})
+	if err != nil {
+		var bad *badDriverURI
+		if errors.As(err, &bad) {
+			return usageError{err}
+		}
+		return err
+	}
+	defer x.close()
+	fmt.Fprintf(stderr, "executor %s: registered with %s\n", id, cfg.Driver)
+	if err := x.wait(ctx); err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "executor %s: stopped by the driver after %d tasks\n", id, x.completed.Load())
+	return nil
+}
+
+// drive runs the driver endpoint in env until the job is done, then
+// stops the executors and prints the summary.
+func drive(ctx context.Context, cfg config, env *core.Env, transport string, stdout, stderr io.Writer, term bool) error {
+	return driveWith(ctx, cfg, env, transport, stdout, stderr, term, nil)
+}
+
+func driveWith(ctx context.Context, cfg config, env *core.Env, transport string, stdout, stderr io.Writer, term bool, up chan<- struct{}) error {
+	if transport == "" {
+		transport = env.Address()
+	}
+	j := job{Tasks: cfg.Tasks, RangeSize: cfg.RangeSize}
+	d := newDriver(j, cfg.Executors, stderr)
+	_, err := env.Register(driverName, msg.NewDriverEndpoint(d))
+	if up != nil {
+		close(up)
+	}
+	if err != nil {
+		return err
+	}
+	expected := make(chan uint64, 1)
+	go func() { expected <- j.expected() }() // ends on its own
+
+	bg, stopBg := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { d.runExpiry(bg, cfg.Heartbeat) })
+	wg.Go(func() { progress(bg, stderr, term, j.Tasks, d.finished.Load) })
+	select {
+	case <-d.allDone:
+	case <-ctx.Done():
+	}
+	stopBg()
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("driver: the job did not finish (%d/%d tasks): %w", d.finished.Load(), j.Tasks, err)
+	}
+	stats := d.stopExecutors(ctx)
+	s := d.summary(stats)
+	s.transport = transport
+	s.expected = <-expected
+	s.write(stdout)
+	if !s.ok() {
+		return fmt.Errorf("driver: wrong result %d, want %d", s.total, s.expected)
+	}
+	return nil
+}
