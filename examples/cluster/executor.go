@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -21,6 +22,7 @@ type executor struct {
 	id        string
 	driver    msg.DriverRef
 	killAfter int       // > 0: die abruptly on the first task received after this many
+	holdAfter int       // > 0: hold the first task received after this many, and say so on stderr
 	exit      func(int) // os.Exit, or a test's stand-in
 
 	completed atomic.Int64
@@ -37,6 +39,13 @@ type executor struct {
 
 // LaunchTask runs the task and asks StatusUpdate with its result.
 func (x *executor) LaunchTask(c *core.Context, m msg.LaunchTask) error {
+	if x.holdAfter > 0 && x.completed.Load() >= int64(x.holdAfter) {
+		// Keep the task and never answer: a test kills the process now
+		// (SIGKILL), and the driver must re-launch the task elsewhere.
+		fmt.Fprintf(os.Stderr, "executor %s: holding task %d\n", x.id, m.TaskID)
+		<-c.Context().Done() // the env's shutdown, which a killed process never reaches
+		return nil
+	}
 	if x.killAfter > 0 && x.completed.Load() >= int64(x.killAfter) {
 		// Abruptly, holding a task the driver launched: no shutdown,
 		// no goodbye. The driver must find out by itself.
@@ -103,6 +112,7 @@ type execOptions struct {
 	heartbeat     time.Duration
 	lookupTimeout time.Duration
 	killAfter     int
+	holdAfter     int
 	exit          func(int)
 }
 
@@ -140,7 +150,7 @@ func checkDriverURI(uri string, schemes []string) error {
 // startExecutor registers an executor endpoint in env, looks up the
 // driver, registers with it and starts heartbeating.
 func startExecutor(ctx context.Context, env *core.Env, o execOptions) (*runningExecutor, error) {
-	x := &executor{id: o.id, killAfter: o.killAfter, exit: o.exit, stopped: make(chan struct{}), lostDriver: make(chan struct{})}
+	x := &executor{id: o.id, killAfter: o.killAfter, holdAfter: o.holdAfter, exit: o.exit, stopped: make(chan struct{}), lostDriver: make(chan struct{})}
 	x.idle = sync.NewCond(&x.mu)
 	self, err := env.Register("executor", msg.NewExecutorEndpoint(x), core.WithConcurrency(o.cores))
 	if err != nil {

@@ -36,6 +36,7 @@ func main() {
 	fs.DurationVar(&cfg.Heartbeat, "heartbeat", time.Second, "executor heartbeat interval; the driver expires an executor silent for 3 intervals")
 	fs.DurationVar(&cfg.LookupTimeout, "lookup-timeout", 10*time.Second, "executor: how long to try to reach the driver")
 	fs.IntVar(&cfg.KillAfter, "kill-after", 0, "executor: after this many tasks, exit abruptly (code 3) on receiving the next one")
+	fs.IntVar(&cfg.HoldAfter, "hold-after", 0, "executor: after this many tasks, hold the next one without running it and say so on stderr (to be killed)")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		os.Exit(2)
 	}

@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -182,14 +183,30 @@ func TestBadDriverURIFailsWithOneLineNamingIt(t *testing.T) {
 }
 
 type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+	mu     sync.Mutex
+	b      bytes.Buffer
+	needle string // when set, seen is closed once the output contains it
+	seen   chan struct{}
 }
 
 func (l *lockedBuffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.b.Write(p)
+	n, err := l.b.Write(p)
+	if l.needle != "" && strings.Contains(l.b.String(), l.needle) {
+		close(l.seen)
+		l.needle = ""
+	}
+	return n, err
+}
+
+// await returns a channel closed once the output contains needle. Call it
+// before the process starts writing.
+func (l *lockedBuffer) await(needle string) <-chan struct{} {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.needle, l.seen = needle, make(chan struct{})
+	return l.seen
 }
 
 func (l *lockedBuffer) String() string {
@@ -222,7 +239,13 @@ type proc struct {
 
 func start(t *testing.T, bin string, firstLine chan<- string, args ...string) *proc {
 	t.Helper()
-	p := &proc{cmd: exec.Command(bin, args...), stdout: &lockedBuffer{}, stderr: &lockedBuffer{}, exited: make(chan struct{})}
+	return startWith(t, bin, firstLine, &lockedBuffer{}, args...)
+}
+
+// startWith is start with the buffer that collects the child's stderr.
+func startWith(t *testing.T, bin string, firstLine chan<- string, stderr *lockedBuffer, args ...string) *proc {
+	t.Helper()
+	p := &proc{cmd: exec.Command(bin, args...), stdout: &lockedBuffer{}, stderr: stderr, exited: make(chan struct{})}
 	p.cmd.Stderr = p.stderr
 	pipe, err := p.cmd.StdoutPipe()
 	if err != nil {
@@ -267,52 +290,88 @@ func awaitExit(t *testing.T, p *proc, what string) {
 }
 
 // TestMultiProcessJobSurvivesAnExecutorDying runs a driver and three
-// executor processes; one exits abruptly (os.Exit, as a SIGKILL would
-// leave it) holding a task, and the others must finish its work.
+// executor processes; one exits abruptly (os.Exit) holding a task, and the
+// others must finish its work.
 func TestMultiProcessJobSurvivesAnExecutorDying(t *testing.T) {
 	bin := buildBinary(t)
 	for _, scheme := range []string{"tcp", "quic"} {
 		t.Run(scheme, func(t *testing.T) {
-			lines := make(chan string, 1)
-			drv := start(t, bin, lines, "-role", "driver", "-listen", scheme+"://127.0.0.1:0", "-executors", "3",
-				"-tasks", "300", "-range", "500", "-heartbeat", "500ms")
-			var addr string
-			select {
-			case l := <-lines:
-				addr = strings.TrimPrefix(l, "driver: ")
-			case <-drv.exited:
-				t.Fatalf("the driver exited: %v", drv.err)
-			case <-time.After(30 * time.Second):
-				t.Fatal("waited 30s for the driver's address")
-			}
-			common := []string{"-role", "executor", "-driver", addr, "-heartbeat", "500ms", "-cores", "1"}
-			a := start(t, bin, nil, append(common, "-id", "a")...)
-			b := start(t, bin, nil, append(common, "-id", "b")...)
-			victim := start(t, bin, nil, append(common, "-id", "victim", "-kill-after", "2")...)
-
-			awaitExit(t, drv, "the driver")
-			if drv.err != nil {
-				t.Fatalf("the driver failed: %v", drv.err)
-			}
+			victim := multiProcessJob(t, bin, scheme, []string{"-kill-after", "2"}, &lockedBuffer{}, nil)
 			awaitExit(t, victim, "the victim")
 			var ee *exec.ExitError
 			if !errors.As(victim.err, &ee) || ee.ExitCode() != 3 {
 				t.Errorf("the victim exited with %v, want exit status 3", victim.err)
 			}
-			awaitExit(t, a, "executor a")
-			awaitExit(t, b, "executor b")
-			out := drv.stdout.String()
-			for _, want := range []string{"(expected 13848): OK", "lost (victim)", "tasks per executor: a "} {
-				if !strings.Contains(out, want) {
-					t.Errorf("the driver's summary lacks %q:\n%s", want, out)
-				}
-			}
-			m := regexp.MustCompile(`re-launched tasks: (\d+), ran on (.*)`).FindStringSubmatch(out)
-			if m == nil || m[1] == "0" || strings.Contains(m[2], "victim") {
-				t.Errorf("the summary does not show the victim's tasks re-launched on the others:\n%s", out)
-			}
 		})
 	}
+}
+
+// TestMultiProcessJobSurvivesAnExecutorKilledBySIGKILL kills one executor
+// process with SIGKILL while it holds a task: the driver must learn it from
+// the lost connection, re-launch the task elsewhere, and finish with the
+// right result.
+func TestMultiProcessJobSurvivesAnExecutorKilledBySIGKILL(t *testing.T) {
+	bin := buildBinary(t)
+	for _, scheme := range []string{"tcp", "quic"} {
+		t.Run(scheme, func(t *testing.T) {
+			stderr := &lockedBuffer{}
+			holding := stderr.await("holding task")
+			multiProcessJob(t, bin, scheme, []string{"-hold-after", "2"}, stderr, func(victim *proc) {
+				select {
+				case <-holding:
+				case <-time.After(60 * time.Second):
+					t.Fatal("waited 60s for the victim to hold a task")
+				}
+				if err := victim.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+					t.Fatal(err)
+				}
+			})
+		})
+	}
+}
+
+// multiProcessJob runs a driver and executors a, b and victim (with
+// victimFlags) as processes over scheme, calls then (if set) once they are
+// started, and checks that the driver finished the job with the right
+// result and re-launched the victim's tasks on the others.
+func multiProcessJob(t *testing.T, bin, scheme string, victimFlags []string, victimStderr *lockedBuffer, then func(victim *proc)) *proc {
+	t.Helper()
+	lines := make(chan string, 1)
+	drv := start(t, bin, lines, "-role", "driver", "-listen", scheme+"://127.0.0.1:0", "-executors", "3",
+		"-tasks", "300", "-range", "500", "-heartbeat", "500ms")
+	var addr string
+	select {
+	case l := <-lines:
+		addr = strings.TrimPrefix(l, "driver: ")
+	case <-drv.exited:
+		t.Fatalf("the driver exited: %v", drv.err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("waited 30s for the driver's address")
+	}
+	common := []string{"-role", "executor", "-driver", addr, "-heartbeat", "500ms", "-cores", "1"}
+	a := start(t, bin, nil, append(common, "-id", "a")...)
+	b := start(t, bin, nil, append(common, "-id", "b")...)
+	victim := startWith(t, bin, nil, victimStderr, append(append(common, "-id", "victim"), victimFlags...)...)
+	if then != nil {
+		then(victim)
+	}
+	awaitExit(t, drv, "the driver")
+	if drv.err != nil {
+		t.Fatalf("the driver failed: %v", drv.err)
+	}
+	awaitExit(t, a, "executor a")
+	awaitExit(t, b, "executor b")
+	out := drv.stdout.String()
+	for _, want := range []string{"(expected 13848): OK", "lost (victim)", "tasks per executor: a "} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the driver's summary lacks %q:\n%s", want, out)
+		}
+	}
+	m := regexp.MustCompile(`re-launched tasks: (\d+), ran on (.*)`).FindStringSubmatch(out)
+	if m == nil || m[1] == "0" || strings.Contains(m[2], "victim") {
+		t.Errorf("the summary does not show the victim's tasks re-launched on the others:\n%s", out)
+	}
+	return victim
 }
 
 func TestBinaryRejectsAnUnknownScheme(t *testing.T) {

@@ -31,6 +31,7 @@ type config struct {
 	Heartbeat     time.Duration
 	LookupTimeout time.Duration
 	KillAfter     int
+	HoldAfter     int
 	exit          func(int) // for -kill-after; nil means os.Exit
 }
 
@@ -151,7 +152,7 @@ func runExecutor(ctx context.Context, cfg config, stderr io.Writer, log *slog.Lo
 		id = fmt.Sprintf("exec-%d", os.Getpid())
 	}
 	x, err := startExecutor(ctx, env, execOptions{id: id, driverURI: cfg.Driver, cores: cfg.Cores, heartbeat: cfg.Heartbeat,
-		lookupTimeout: cfg.LookupTimeout, killAfter: cfg.KillAfter, exit: cfg.exit})
+		lookupTimeout: cfg.LookupTimeout, killAfter: cfg.KillAfter, holdAfter: cfg.HoldAfter, exit: cfg.exit})
 	if err != nil {
 		var bad *badDriverURI
 		if errors.As(err, &bad) {
