@@ -1,7 +1,7 @@
-// Command peer is the child program of the quic transport's two-process
-// tests: it starts an env on quic://127.0.0.1:0, prints its address on
-// stdout, and serves the endpoints "echo" and "hang" (see package
-// peermsg) until its stdin is closed or it is killed.
+// Command peer is the child program of the transports' two-process
+// tests: it starts an env on -transport (tcp or quic) at 127.0.0.1:0,
+// prints its address on stdout, and serves the endpoints "echo" and
+// "hang" (see package peertest) until its stdin is closed or it is killed.
 package main
 
 import (
@@ -14,18 +14,19 @@ import (
 	"time"
 
 	"github.com/rpcenv/rpcenv/core"
+	"github.com/rpcenv/rpcenv/internal/peertest"
 	"github.com/rpcenv/rpcenv/transports/quic"
-	"github.com/rpcenv/rpcenv/transports/quic/internal/peermsg"
+	"github.com/rpcenv/rpcenv/transports/tcp"
 )
 
 type echo struct{}
 
 func (echo) Receive(c *core.Context, msg any) error {
-	if m, ok := msg.(peermsg.Carry); ok {
-		if err := m.Ref.Send(peermsg.Echo{N: m.N, S: "back"}); err != nil {
+	if m, ok := msg.(peertest.Carry); ok {
+		if err := m.Ref.Send(peertest.Echo{N: m.N, S: "back"}); err != nil {
 			return err
 		}
-		return c.Reply(peermsg.Carry{Ref: c.Self(), N: m.N})
+		return c.Reply(peertest.Carry{Ref: c.Self(), N: m.N})
 	}
 	if c.IsAsk() {
 		return c.Reply(msg)
@@ -37,22 +38,27 @@ func (echo) Receive(c *core.Context, msg any) error {
 type hang struct{}
 
 func (hang) Receive(c *core.Context, msg any) error {
-	if m, ok := msg.(peermsg.Carry); ok {
-		return m.Ref.Send(peermsg.Echo{N: m.N, S: "hanging"})
+	if m, ok := msg.(peertest.Carry); ok {
+		return m.Ref.Send(peertest.Echo{N: m.N, S: "hanging"})
 	}
 	return nil
 }
 
 func main() {
+	transport := flag.String("transport", "tcp", "tcp or quic")
 	heartbeat := flag.Duration("heartbeat", 0, "Config.HeartbeatInterval")
 	peerTimeout := flag.Duration("peer-timeout", 0, "Config.PeerTimeout")
 	flag.Parse()
 	os.Setenv("QUIC_GO_DISABLE_RECEIVE_BUFFER_WARNING", "true")
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	var tr core.Transport = tcp.New(tcp.Options{})
+	if *transport == "quic" {
+		tr = quic.New(quic.Options{Logger: log})
+	}
 	env, err := core.NewEnv(core.Config{
 		Name:              "child",
-		Listen:            "quic://127.0.0.1:0",
-		Transports:        []core.Transport{quic.New(quic.Options{Logger: log})},
+		Listen:            *transport + "://127.0.0.1:0",
+		Transports:        []core.Transport{tr},
 		HeartbeatInterval: *heartbeat,
 		PeerTimeout:       *peerTimeout,
 		Logger:            log,
