@@ -346,11 +346,6 @@ func appendInt(b []byte, n int64) []byte {
 	return appendUint(b, 1, uint64(-(n + 1)))
 }
 
-func appendText(b []byte, s string) []byte {
-	b = appendUint(b, 3, uint64(len(s)))
-	return append(b, s...)
-}
-
 // Frame memory is recycled through free lists by size class: a transport
 // that hands written frames back with ReleaseFrame saves the env an
 // allocation per message. The lists are channels, so that putting a slice
