@@ -59,7 +59,7 @@ func holOrder(t *testing.T, tr core.Transport, listen string) (blobFirst bool, a
 	server := startEnv(t, tr, core.Config{Name: "server", Listen: listen})
 	var arrived atomic.Bool
 	got := make(chan time.Time, 1)
-	mustRegister(t, server, "a", &testEndpoint{receive: func(c *core.Context, msg any) error {
+	mustRegister(t, server, "a", &testEndpoint{Handle: func(c *core.Context, msg any) error {
 		if _, ok := msg.(Blob); ok {
 			arrived.Store(true)
 			got <- time.Now()

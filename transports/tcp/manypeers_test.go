@@ -57,7 +57,7 @@ func TestTwoHundredClientModePeersEachGetTheirHundredMessagesInOrder(t *testing.
 	server := startEnv(t, tr, core.Config{Name: "server", Listen: "tcp://127.0.0.1:0"})
 	var mu sync.Mutex
 	var joined []*core.Ref
-	mustRegister(t, server, "registry", &testEndpoint{receive: func(c *core.Context, msg any) error {
+	mustRegister(t, server, "registry", &testEndpoint{Handle: func(c *core.Context, msg any) error {
 		mu.Lock()
 		joined = append(joined, msg.(join).Ref)
 		mu.Unlock()

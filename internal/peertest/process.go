@@ -1,0 +1,133 @@
+package peertest
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rpcenv/rpcenv/core"
+)
+
+// backEndpoint receives what the child sends to the test's ref.
+func backEndpoint(got chan<- Echo) *Endpoint {
+	return &Endpoint{Handle: func(c *core.Context, msg any) error {
+		if m, ok := msg.(Echo); ok {
+			got <- m
+		}
+		return nil
+	}}
+}
+
+// observer reports the OnDisconnected events of its env.
+func observer(disconnected chan<- string) *Endpoint {
+	return &Endpoint{Disconnected: func(remote string) { disconnected <- remote }}
+}
+
+// TestSIGKILL talks to a child process over transport (send, ask, refs
+// both ways, the test's env in client mode so that the child reaches it
+// back over the connection the test opened), then kills the child with
+// SIGKILL while an ask to it is in flight: the ask must fail with
+// ErrDisconnected, not at its far deadline, and OnDisconnected must fire.
+// A killed process may send nothing (no FIN, no CONNECTION_CLOSE): the
+// env's heartbeats (50ms, PeerTimeout 500ms) notice then.
+func TestSIGKILL(t *testing.T, transport string, tr core.Transport) {
+	ch := StartChild(t, transport, "-heartbeat=50ms", "-peer-timeout=10s")
+	env := StartEnv(t, tr, core.Config{Name: "parent", HeartbeatInterval: 50 * time.Millisecond, PeerTimeout: 500 * time.Millisecond})
+	got := make(chan Echo, 16)
+	back := MustRegister(t, env, "back", backEndpoint(got))
+	disconnected := make(chan string, 4)
+	MustRegister(t, env, "observer", observer(disconnected))
+
+	echoRef := MustLookup(t, env, ch.Addr+"/echo")
+	if err := echoRef.Send(Echo{N: 1, S: "send"}); err != nil {
+		t.Fatalf("Send to the child: %v", err)
+	}
+	v, err := AskWithin(t, echoRef, Echo{N: 2, S: "ask"})
+	if err != nil || v != (Echo{N: 2, S: "ask"}) {
+		t.Fatalf("Ask to the child = %#v, %v; want the message echoed", v, err)
+	}
+
+	// Our ref goes to the child, which sends to it over the connection we
+	// opened; its own ref comes back, and we ask through it.
+	v, err = AskWithin(t, echoRef, Carry{Ref: back, N: 3})
+	if err != nil {
+		t.Fatalf("Ask carrying our ref: %v", err)
+	}
+	if m := Await(t, got, "the child's message to our ref"); m != (Echo{N: 3, S: "back"}) {
+		t.Fatalf("our ref received %#v from the child, want Echo{3, back}", m)
+	}
+	theirs := v.(Carry).Ref
+	if theirs.String() != ch.Addr+"/echo" {
+		t.Fatalf("the child's ref is %s, want %s/echo", theirs, ch.Addr)
+	}
+	if v, err := AskWithin(t, theirs, Echo{N: 4}); err != nil || v != (Echo{N: 4}) {
+		t.Fatalf("Ask through the ref the child sent = %#v, %v", v, err)
+	}
+
+	// An ask in flight to an endpoint that never answers; its deadline is
+	// far, so only the connection's death can end it.
+	hang := MustLookup(t, env, ch.Addr+"/hang")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	errs := make(chan error, 1)
+	go func() {
+		_, err := hang.Ask(ctx, Carry{Ref: back, N: 5})
+		errs <- err
+	}()
+	if m := Await(t, got, "the hang endpoint's notice"); m != (Echo{N: 5, S: "hanging"}) {
+		t.Fatalf("got %#v, want the hang endpoint's notice", m)
+	}
+	if err := ch.Cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	err = Await(t, errs, "the in-flight ask to fail after SIGKILL")
+	t.Logf("the in-flight ask failed %v after SIGKILL: %v", time.Since(killed).Round(time.Millisecond), err)
+	if !errors.Is(err, core.ErrDisconnected) || errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("in-flight ask after SIGKILL: %v; want ErrDisconnected", err)
+	}
+	if remote := Await(t, disconnected, "OnDisconnected after SIGKILL"); remote != ch.Addr {
+		t.Errorf("OnDisconnected(%q), want the child's %q", remote, ch.Addr)
+	}
+}
+
+// TestSIGSTOP pauses a child process (SIGSTOP) while an ask to it is in
+// flight: its sockets stay open, nothing arrives, as with an unplugged
+// machine. The ask must fail with ErrDisconnected naming
+// Config.PeerTimeout, and OnDisconnected must fire.
+func TestSIGSTOP(t *testing.T, transport string, tr core.Transport) {
+	// The child must heartbeat faster than our PeerTimeout while it runs.
+	ch := StartChild(t, transport, "-heartbeat=50ms", "-peer-timeout=10s")
+	env := StartEnv(t, tr, core.Config{Name: "parent", HeartbeatInterval: 50 * time.Millisecond, PeerTimeout: 300 * time.Millisecond})
+	got := make(chan Echo, 16)
+	back := MustRegister(t, env, "back", backEndpoint(got))
+	disconnected := make(chan string, 4)
+	MustRegister(t, env, "observer", observer(disconnected))
+
+	hang := MustLookup(t, env, ch.Addr+"/hang")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	errs := make(chan error, 1)
+	go func() {
+		_, err := hang.Ask(ctx, Carry{Ref: back, N: 1})
+		errs <- err
+	}()
+	Await(t, got, "the hang endpoint's notice")
+
+	// A stopped process keeps its sockets open: no FIN, no RST, only
+	// silence, as with an unplugged machine.
+	if err := syscall.Kill(ch.Cmd.Process.Pid, syscall.SIGSTOP); err != nil {
+		t.Fatalf("SIGSTOP: %v", err)
+	}
+	defer syscall.Kill(ch.Cmd.Process.Pid, syscall.SIGCONT)
+	err := Await(t, errs, "the in-flight ask to fail after PeerTimeout")
+	if !errors.Is(err, core.ErrDisconnected) || !strings.Contains(err.Error(), "Config.PeerTimeout") {
+		t.Fatalf("in-flight ask to a stopped peer: %v; want ErrDisconnected naming Config.PeerTimeout", err)
+	}
+	if remote := Await(t, disconnected, "OnDisconnected for the stopped peer"); remote != ch.Addr {
+		t.Errorf("OnDisconnected(%q), want the child's %q", remote, ch.Addr)
+	}
+}
