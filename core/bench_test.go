@@ -84,37 +84,22 @@ func BenchmarkChanPingPong(b *testing.B) {
 }
 
 func BenchmarkLocalSend(b *testing.B) {
-	b.ReportAllocs()
 	e := newBenchEnv(b, core.Config{Name: "bench"})
-	c := &counter{done: make(chan struct{}), want: b.N}
-	ref, err := e.Register("sink", c)
-	if err != nil {
-		b.Fatal(err)
-	}
-	msg := benchMsg{ID: 1, Name: "task"}
-	b.ResetTimer()
-	for range b.N {
-		if err := ref.Send(msg); err != nil {
-			b.Fatal(err)
-		}
-	}
-	<-c.done
+	benchSend(b, e, e)
 }
 
 func BenchmarkLocalAsk(b *testing.B) {
-	b.ReportAllocs()
 	e := newBenchEnv(b, core.Config{Name: "bench"})
-	ref, err := e.Register("echo", &counter{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx := context.Background()
-	msg := benchMsg{ID: 1, Name: "task"}
-	for b.Loop() {
-		if _, err := ref.Ask(ctx, msg); err != nil {
-			b.Fatal(err)
-		}
-	}
+	benchAsk(b, e, e, context.Background())
+}
+
+// BenchmarkLocalAskCtxDeadline is BenchmarkLocalAsk with a caller
+// deadline, which needs no timer of the env's.
+func BenchmarkLocalAskCtxDeadline(b *testing.B) {
+	e := newBenchEnv(b, core.Config{Name: "bench"})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+	defer cancel()
+	benchAsk(b, e, e, ctx)
 }
 
 var benchNames = 0
@@ -128,16 +113,38 @@ func inprocPair(b *testing.B) (*core.Env, *core.Env) {
 }
 
 func BenchmarkInprocSend(b *testing.B) {
-	b.ReportAllocs()
 	srv, cli := inprocPair(b)
-	c := &counter{done: make(chan struct{}), want: b.N}
-	if _, err := srv.Register("sink", c); err != nil {
-		b.Fatal(err)
-	}
-	ref, err := cli.Lookup(context.Background(), srv.Address()+"/sink")
+	benchSend(b, srv, cli)
+}
+
+func BenchmarkInprocAsk(b *testing.B) {
+	srv, cli := inprocPair(b)
+	benchAsk(b, srv, cli, context.Background())
+}
+
+// benchRef registers ep as name in at and returns a ref to it held by from
+// (the registered ref itself when from is at).
+func benchRef(b *testing.B, at, from *core.Env, name string, ep core.Endpoint) *core.Ref {
+	b.Helper()
+	ref, err := at.Register(name, ep)
 	if err != nil {
 		b.Fatal(err)
 	}
+	if from == at {
+		return ref
+	}
+	if ref, err = from.Lookup(context.Background(), at.Address()+"/"+name); err != nil {
+		b.Fatal(err)
+	}
+	return ref
+}
+
+// benchSend sends b.N messages from from to a counting endpoint of at and
+// waits until all were received.
+func benchSend(b *testing.B, at, from *core.Env) {
+	b.ReportAllocs()
+	c := &counter{done: make(chan struct{}), want: b.N}
+	ref := benchRef(b, at, from, "sink", c)
 	msg := benchMsg{ID: 1, Name: "task"}
 	b.ResetTimer()
 	for range b.N {
@@ -148,36 +155,10 @@ func BenchmarkInprocSend(b *testing.B) {
 	<-c.done
 }
 
-func BenchmarkInprocAsk(b *testing.B) {
+// benchAsk asks an echoing endpoint of at from from, one ask at a time.
+func benchAsk(b *testing.B, at, from *core.Env, ctx context.Context) {
 	b.ReportAllocs()
-	srv, cli := inprocPair(b)
-	if _, err := srv.Register("echo", &counter{}); err != nil {
-		b.Fatal(err)
-	}
-	ref, err := cli.Lookup(context.Background(), srv.Address()+"/echo")
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx := context.Background()
-	msg := benchMsg{ID: 1, Name: "task"}
-	for b.Loop() {
-		if _, err := ref.Ask(ctx, msg); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
-// BenchmarkLocalAskCtxDeadline is BenchmarkLocalAsk with a caller
-// deadline, which needs no timer of the env's.
-func BenchmarkLocalAskCtxDeadline(b *testing.B) {
-	b.ReportAllocs()
-	e := newBenchEnv(b, core.Config{Name: "bench"})
-	ref, err := e.Register("echo", &counter{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
-	defer cancel()
+	ref := benchRef(b, at, from, "echo", &counter{})
 	msg := benchMsg{ID: 1, Name: "task"}
 	for b.Loop() {
 		if _, err := ref.Ask(ctx, msg); err != nil {
