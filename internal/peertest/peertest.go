@@ -1,4 +1,5 @@
-// Package peertest is the other process of the transports' two-process
+// Package peertest is test support for the transports: shared helpers
+// (helpers.go), the two-process tests (process.go), and the other process
 // tests: the messages both sides exchange (registered under the same wire
 // names in both programs, which is what lets them cross), the child
 // program in peertest/peer, and StartChild, which builds and runs it.
