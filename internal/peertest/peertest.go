@@ -1,8 +1,9 @@
-// Package peertest is test support for the transports: shared helpers
-// (helpers.go), the two-process tests (process.go), and the other process
-// tests: the messages both sides exchange (registered under the same wire
-// names in both programs, which is what lets them cross), the child
-// program in peertest/peer, and StartChild, which builds and runs it.
+// Package peertest is test support for the transports: shared env and
+// endpoint helpers (helpers.go), the two-process tests (process.go), and
+// what they need of the other process: the child program (peertest/peer),
+// StartChild, which builds and runs it, and the messages both sides
+// exchange, registered under the same wire names in both programs, which
+// is what lets them cross.
 package peertest
 
 import (
