@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"reflect"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -557,6 +558,7 @@ func (e *Env) serve(p *peer) {
 	}
 	var env envelope
 	names := names{}
+	bc, buffered := p.conn.(BufferedConn)
 	for {
 		frame, err := p.conn.ReadFrame()
 		if err != nil {
@@ -579,6 +581,11 @@ func (e *Env) serve(p *peer) {
 		if err := e.handle(p, &env); err != nil {
 			e.protocolError(p, err)
 			return
+		}
+		if (env.Kind == kindReply || env.Kind == kindAsk) && buffered && bc.Buffered() == 0 {
+			// The worker or asker just woken is runnable on this P: let it
+			// run now (BufferedConn).
+			runtime.Gosched()
 		}
 	}
 }

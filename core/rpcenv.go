@@ -128,3 +128,19 @@ type Conn interface {
 	// ("127.0.0.1:53122"). Used in logs and for client-mode peers.
 	RemoteAddr() string
 }
+
+// A BufferedConn is a Conn that can tell whether ReadFrame would return
+// without waiting. It is optional; the env uses it to save a wake-up per
+// ask. When the env's read loop hands an ask or a reply to a goroutine
+// (the endpoint's worker, the waiting asker) and nothing more is
+// buffered, it yields its processor so that goroutine runs at once,
+// instead of after the read loop's next system call. When frames are
+// buffered it goes on reading, so a burst is still read in one go.
+type BufferedConn interface {
+	Conn
+	// Buffered reports how much has been received and not yet returned by
+	// ReadFrame, in the transport's own unit (bytes or frames). Zero means
+	// the next ReadFrame may wait. It is called from the goroutine that
+	// calls ReadFrame.
+	Buffered() int
+}

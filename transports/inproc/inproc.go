@@ -200,6 +200,18 @@ func newQueue() *queue { return &queue{ready: make(chan struct{}, 1)} }
 
 var errReset = errors.New("connection reset by peer")
 
+var _ core.BufferedConn = (*conn)(nil)
+
+// Buffered returns the number of frames written by the other end and not
+// yet returned by ReadFrame (core.BufferedConn).
+func (c *conn) Buffered() int { return c.in.buffered() }
+
+func (q *queue) buffered() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.frames) - q.head
+}
+
 func (q *queue) push(f []byte) error {
 	q.mu.Lock()
 	if q.down {

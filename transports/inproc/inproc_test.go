@@ -121,3 +121,44 @@ func TestSeverBreaksBothEnds(t *testing.T) {
 		t.Error("the dialer's end still writes")
 	}
 }
+
+func TestBufferedCountsFramesNotYetRead(t *testing.T) {
+	ns := inproc.New()
+	l, err := ns.Listen("buffered", core.ConnOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	accepted := make(chan core.Conn, 1)
+	go func() {
+		c, err := l.Accept()
+		if err == nil {
+			accepted <- c
+		}
+		close(accepted)
+	}()
+	c, err := ns.Dial(t.Context(), "buffered", core.ConnOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s := (<-accepted).(core.BufferedConn)
+	defer s.Close()
+	if n := s.Buffered(); n != 0 {
+		t.Fatalf("Buffered before any write: %d, want 0", n)
+	}
+	for range 2 {
+		if err := c.WriteFrame(1, []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := s.Buffered(); n != 2 {
+		t.Fatalf("Buffered after two writes: %d, want 2", n)
+	}
+	if _, err := s.ReadFrame(); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.Buffered(); n != 1 {
+		t.Fatalf("Buffered after one read: %d, want 1", n)
+	}
+}

@@ -835,6 +835,12 @@ func (c *conn) ReadFrame() ([]byte, error) {
 	}
 }
 
+var _ core.BufferedConn = (*conn)(nil)
+
+// Buffered returns the number of frames received and not yet returned by
+// ReadFrame (core.BufferedConn).
+func (c *conn) Buffered() int { return len(c.frames) }
+
 // fail records err as ReadFrame's error, once, and closes the connection.
 func (c *conn) fail(err error) {
 	c.failOnce.Do(func() {

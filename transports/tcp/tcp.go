@@ -322,6 +322,12 @@ func (c *conn) ReadFrame() ([]byte, error) {
 	return buf, nil
 }
 
+var _ core.BufferedConn = (*conn)(nil)
+
+// Buffered returns the number of bytes received and not yet returned by
+// ReadFrame (core.BufferedConn).
+func (c *conn) Buffered() int { return c.r.Buffered() }
+
 func (c *conn) readErr(err error) error {
 	select {
 	case <-c.done:
