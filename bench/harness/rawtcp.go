@@ -1,0 +1,279 @@
+package harness
+
+import (
+	"bufio"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+)
+
+// rawTCPSystem is the floor for TCP: length-prefixed frames written by
+// hand on one loopback connection, with no encoding.
+//
+// An ask frame is a 4-byte big-endian length n, an 8-byte call id and
+// n-8 bytes of payload; the server sends each frame back as it came. With
+// one caller, the caller writes its frame and reads the reply itself. With
+// more, they share the connection: each writes its frame under a mutex,
+// and one reader goroutine hands each reply to the caller whose id it
+// carries. A one-way frame is a 4-byte length and the payload.
+type rawTCPSystem struct{}
+
+func (rawTCPSystem) Name() string { return "raw-tcp" }
+func (rawTCPSystem) Group() Group { return GroupFloor }
+
+const (
+	rawHeader = 4 + 8    // length and call id
+	rawBuffer = 64 << 10 // bufio sizes
+)
+
+// rawAsker is the client of one connection to an echo server.
+type rawAsker struct {
+	conn    net.Conn
+	server  net.Conn
+	wg      sync.WaitGroup // the server, and the reader when multiplexing
+	wmu     sync.Mutex     // one frame at a time on conn
+	slots   []*rawSlot     // by call id
+	dead    chan struct{}  // closed by the reader when conn fails
+	readErr error          // set before dead is closed
+	callers []AskFunc
+	once    sync.Once
+}
+
+// rawSlot is one caller's state: its reply buffer, which the reader fills
+// while the caller waits, and the channel on which it learns that it has.
+type rawSlot struct {
+	header [rawHeader]byte // the reply's header, with one caller
+	frame  []byte          // the request frame, rebuilt in place for each call
+	reply  []byte          // the reply's payload, capacity reused
+	ready  chan int        // the reply's payload length
+}
+
+func (s rawTCPSystem) NewAsker(callers int) (Asker, error) {
+	client, server, err := loopback()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", s.Name(), err)
+	}
+	a := &rawAsker{conn: client, server: server, dead: make(chan struct{})}
+	a.wg.Go(func() { rawEcho(server) })
+	for id := range callers {
+		slot := &rawSlot{ready: make(chan int, 1)}
+		a.slots = append(a.slots, slot)
+		if callers == 1 {
+			a.callers = append(a.callers, func(req []byte) ([]byte, error) { return a.pingPong(slot, req) })
+		} else {
+			a.callers = append(a.callers, func(req []byte) ([]byte, error) { return a.call(slot, uint64(id), req) })
+		}
+	}
+	if callers > 1 {
+		a.wg.Go(a.read)
+	}
+	return a, nil
+}
+
+func (a *rawAsker) Callers() []AskFunc { return a.callers }
+
+// frameFor builds req's frame for call id in slot.frame and returns it.
+func (slot *rawSlot) frameFor(id uint64, req []byte) []byte {
+	f := slot.frame[:0]
+	f = binary.BigEndian.AppendUint32(f, uint32(8+len(req)))
+	f = binary.BigEndian.AppendUint64(f, id)
+	f = append(f, req...)
+	slot.frame = f
+	return f
+}
+
+// pingPong is an ask of the only caller: write the frame, read the reply,
+// no other goroutine involved.
+func (a *rawAsker) pingPong(slot *rawSlot, req []byte) ([]byte, error) {
+	if _, err := a.conn.Write(slot.frameFor(0, req)); err != nil {
+		return nil, err
+	}
+	if _, err := io.ReadFull(a.conn, slot.header[:]); err != nil {
+		return nil, err
+	}
+	n, err := rawPayloadLen(slot.header[:])
+	if err != nil {
+		return nil, err
+	}
+	slot.reply = grow(slot.reply, n)
+	_, err = io.ReadFull(a.conn, slot.reply)
+	return slot.reply, err
+}
+
+// call is an ask of one of several callers sharing the connection.
+func (a *rawAsker) call(slot *rawSlot, id uint64, req []byte) ([]byte, error) {
+	frame := slot.frameFor(id, req)
+	a.wmu.Lock()
+	_, err := a.conn.Write(frame)
+	a.wmu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	select {
+	case n := <-slot.ready:
+		return slot.reply[:n], nil
+	case <-a.dead:
+		return nil, a.readErr
+	}
+}
+
+// read routes each reply to its caller: it reads the payload straight
+// into the caller's buffer, which the caller does not touch while it
+// waits.
+func (a *rawAsker) read() {
+	defer close(a.dead)
+	r := bufio.NewReaderSize(a.conn, rawBuffer)
+	var h [rawHeader]byte
+	for {
+		if _, err := io.ReadFull(r, h[:]); err != nil {
+			a.readErr = err
+			return
+		}
+		n, err := rawPayloadLen(h[:])
+		id := binary.BigEndian.Uint64(h[4:])
+		if err == nil && id >= uint64(len(a.slots)) {
+			err = fmt.Errorf("reply to unknown call %d", id)
+		}
+		if err != nil {
+			a.readErr = err
+			return
+		}
+		slot := a.slots[id]
+		slot.reply = grow(slot.reply, n)
+		if _, err := io.ReadFull(r, slot.reply); err != nil {
+			a.readErr = err
+			return
+		}
+		slot.ready <- n
+	}
+}
+
+// Close closes both ends and waits for the server and the reader.
+func (a *rawAsker) Close() error {
+	a.once.Do(func() {
+		a.conn.Close()
+		a.server.Close()
+		a.wg.Wait()
+	})
+	return nil
+}
+
+// rawPayloadLen returns the payload length of an ask frame's header.
+func rawPayloadLen(h []byte) (int, error) {
+	n := binary.BigEndian.Uint32(h)
+	if n < 8 || n > 8+maxPayload {
+		return 0, fmt.Errorf("bad frame length %d", n)
+	}
+	return int(n - 8), nil
+}
+
+// maxPayload bounds the frames the floors accept.
+const maxPayload = 16 << 20
+
+// grow returns b with length n, reusing its capacity.
+func grow(b []byte, n int) []byte {
+	if cap(b) < n {
+		return make([]byte, n)
+	}
+	return b[:n]
+}
+
+// rawEcho sends every frame it reads back as it came, until the
+// connection fails. It flushes when it has no more frames buffered, so
+// that frames that arrived together go back together.
+func rawEcho(c net.Conn) {
+	r := bufio.NewReaderSize(c, rawBuffer)
+	w := bufio.NewWriterSize(c, rawBuffer)
+	var h [4]byte
+	var buf []byte
+	for {
+		if _, err := io.ReadFull(r, h[:]); err != nil {
+			return
+		}
+		n := binary.BigEndian.Uint32(h[:])
+		if n > 8+maxPayload {
+			return
+		}
+		buf = grow(buf, int(n))
+		if _, err := io.ReadFull(r, buf); err != nil {
+			return
+		}
+		w.Write(h[:])
+		w.Write(buf)
+		if r.Buffered() == 0 {
+			if err := w.Flush(); err != nil {
+				return
+			}
+		}
+	}
+}
+
+// rawSender writes one-way frames through a bufio.Writer to a server that
+// counts them.
+type rawSender struct {
+	conn   net.Conn
+	server net.Conn
+	w      *bufio.Writer
+	frame  []byte
+	count  *counter
+	stop   chan struct{} // closed by Close
+	wg     sync.WaitGroup
+	once   sync.Once
+}
+
+func (s rawTCPSystem) NewSender() (Sender, error) {
+	client, server, err := loopback()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", s.Name(), err)
+	}
+	snd := &rawSender{conn: client, server: server, w: bufio.NewWriterSize(client, rawBuffer), count: new(counter), stop: make(chan struct{})}
+	snd.wg.Go(func() { rawCount(server, snd.count) })
+	return snd, nil
+}
+
+func (s *rawSender) SendN(msg []byte, n int) error {
+	s.frame = binary.BigEndian.AppendUint32(s.frame[:0], uint32(len(msg)))
+	s.frame = append(s.frame, msg...)
+	done := s.count.expect(n)
+	for i := range n {
+		if _, err := s.w.Write(s.frame); err != nil {
+			return fmt.Errorf("send %d of %d: %w", i+1, n, err)
+		}
+	}
+	if err := s.w.Flush(); err != nil {
+		return err
+	}
+	return s.count.await(done, s.stop)
+}
+
+// Close closes both ends and waits for the server.
+func (s *rawSender) Close() error {
+	s.once.Do(func() {
+		close(s.stop)
+		s.conn.Close()
+		s.server.Close()
+		s.wg.Wait()
+	})
+	return nil
+}
+
+// rawCount counts the one-way frames it reads until the connection fails.
+func rawCount(c net.Conn, count *counter) {
+	r := bufio.NewReaderSize(c, rawBuffer)
+	var h [4]byte
+	for {
+		if _, err := io.ReadFull(r, h[:]); err != nil {
+			return
+		}
+		n := binary.BigEndian.Uint32(h[:])
+		if n > maxPayload {
+			return
+		}
+		if _, err := r.Discard(int(n)); err != nil {
+			return
+		}
+		count.add()
+	}
+}

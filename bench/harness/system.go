@@ -1,0 +1,142 @@
+package harness
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+)
+
+// A System is one way for a client to reach a server: rpcenv over a
+// transport, another RPC library, or a floor with no library at all. Each
+// setup it makes is fresh: one client, one server and one connection
+// between them, torn down by Close.
+type System interface {
+	// Name is the system's name in reports ("rpcenv-tcp", "net/rpc").
+	Name() string
+	// Group says what the system is, for grouping and colours.
+	Group() Group
+	// NewAsker sets up a server that echoes each request and a client
+	// ready for callers concurrent callers. It returns an error wrapping
+	// errors.ErrUnsupported if the system cannot ask.
+	NewAsker(callers int) (Asker, error)
+	// NewSender sets up a server that counts the messages it receives
+	// and a client that sends them one way. It returns an error wrapping
+	// errors.ErrUnsupported if the system has no one-way messages.
+	NewSender() (Sender, error)
+}
+
+// Group is what kind of system a System is.
+type Group int
+
+const (
+	// GroupRPCEnv is rpcenv itself, over one of its transports.
+	GroupRPCEnv Group = iota
+	// GroupLibrary is another RPC library (gRPC-go, net/rpc).
+	GroupLibrary
+	// GroupFloor is a floor: the least work that moves the same bytes
+	// (raw TCP frames, Go channels), with no library on top.
+	GroupFloor
+)
+
+// String names the group in legends.
+func (g Group) String() string {
+	switch g {
+	case GroupRPCEnv:
+		return "rpcenv"
+	case GroupLibrary:
+		return "gRPC-go, net/rpc"
+	default:
+		return "floors (raw TCP, channels)"
+	}
+}
+
+// AskFunc makes one request and returns the server's reply. The reply is
+// valid until the next call of the same AskFunc, and must not be modified.
+// The request is only read, so one request slice may serve every caller.
+type AskFunc func(req []byte) (reply []byte, err error)
+
+// An Asker is the client side of an ask setup.
+type Asker interface {
+	// Callers returns one AskFunc per concurrent caller the Asker was
+	// set up for. Each may be used by one goroutine at a time; different
+	// ones at the same time.
+	Callers() []AskFunc
+	// Close tears down the client, the server and the connection, and
+	// waits for their goroutines to exit. Calls in progress fail. It is
+	// safe to call more than once, and from any goroutine.
+	io.Closer
+}
+
+// A Sender is the client side of a one-way setup.
+type Sender interface {
+	// SendN sends n one-way messages carrying msg, from the calling
+	// goroutine, and returns when the server has counted all n.
+	SendN(msg []byte, n int) error
+	// Close tears down the client, the server and the connection, and
+	// waits for their goroutines to exit. A SendN in progress fails. It
+	// is safe to call more than once, and from any goroutine.
+	io.Closer
+}
+
+// Timeout bounds every wait of a system and of the engine: a reply, a
+// count or a whole run that takes longer is an error, so that no run can
+// hang.
+const Timeout = 60 * time.Second
+
+// Systems returns every system, in report order: rpcenv's transports,
+// then the other libraries, then the floors.
+func Systems() []System {
+	return []System{
+		rpcenvSystem{name: "rpcenv-inproc", transport: inprocTransport},
+		rpcenvSystem{name: "rpcenv-tcp", transport: tcpTransport},
+		rpcenvSystem{name: "rpcenv-quic", transport: quicTransport},
+		grpcSystem{stream: false},
+		grpcSystem{stream: true},
+		netrpcSystem{},
+		rawTCPSystem{},
+		chanSystem{},
+	}
+}
+
+// BenchName is the system's name in testing.B benchmark names and in
+// -systems filters: its Name with "/" replaced by "-" ("net-rpc"), so that
+// it never splits a -bench pattern.
+func BenchName(s System) string { return strings.ReplaceAll(s.Name(), "/", "-") }
+
+// SelectSystems returns the systems named in list, a comma-separated list
+// of names (Name or BenchName), in report order. An empty list selects
+// every system; an unknown name is an error that lists the known ones.
+func SelectSystems(list string) ([]System, error) {
+	all := Systems()
+	if strings.TrimSpace(list) == "" {
+		return all, nil
+	}
+	want := map[string]bool{}
+	for _, name := range strings.Split(list, ",") {
+		if name = strings.TrimSpace(name); name != "" {
+			want[name] = true
+		}
+	}
+	var picked []System
+	var known []string
+	for _, s := range all {
+		known = append(known, s.Name())
+		if want[s.Name()] || want[BenchName(s)] {
+			picked = append(picked, s)
+			delete(want, s.Name())
+			delete(want, BenchName(s))
+		}
+	}
+	if len(want) > 0 {
+		unknown := slices.Sorted(maps.Keys(want))
+		return nil, fmt.Errorf("unknown system %s (known: %s)", strings.Join(unknown, ", "), strings.Join(known, ", "))
+	}
+	if len(picked) == 0 {
+		return nil, errors.New("no system selected")
+	}
+	return picked, nil
+}
