@@ -55,6 +55,9 @@ type msgType struct {
 	ptrName string       // "*" + name, the wire name of *T
 	typ     reflect.Type // the value type T
 	decode  func(body []byte, ptr bool) (any, error)
+	// encode appends the body for a T or *T and reports true, or reports
+	// false for the library to do it; nil unless T has a structPlan.
+	encode  func(buf *bytes.Buffer, body any) bool
 	hasRefs bool // T may hold a *Ref that must be bound on arrival
 }
 
@@ -138,7 +141,8 @@ func register[T any](name string) {
 	if e, ok := old.byType[t]; ok {
 		panic(fmt.Sprintf("rpcenv: RegisterMessage[%v](%q): the type is already registered as %q", t, name, e.mt.name))
 	}
-	mt := &msgType{name: name, ptrName: "*" + name, typ: t, decode: decoderFor[T](), hasRefs: containsRef(t, map[reflect.Type]bool{})}
+	plan, _ := structPlanFor(t) // nil unless T is a plain struct
+	mt := &msgType{name: name, ptrName: "*" + name, typ: t, decode: decoderFor[T](plan), encode: structEncoder[T](plan), hasRefs: containsRef(t, map[reflect.Type]bool{})}
 	next := &registry{
 		byType: make(map[reflect.Type]typeEntry, len(old.byType)+2),
 		byName: make(map[string]*msgType, len(old.byName)+1),
@@ -155,8 +159,12 @@ func register[T any](name string) {
 	reg.Store(next)
 }
 
-// decoderFor returns a decoder that needs no reflection of ours per message.
-func decoderFor[T any]() func([]byte, bool) (any, error) {
+// decoderFor returns a decoder that needs no reflection of ours per message:
+// the compiled struct codec if T has a plan, else the library's.
+func decoderFor[T any](plan *structPlan) func([]byte, bool) (any, error) {
+	if plan != nil {
+		return structDecoder[T](plan)
+	}
 	return func(body []byte, ptr bool) (any, error) {
 		if ptr {
 			if len(body) == 1 && body[0] == cborNull {

@@ -281,7 +281,8 @@ type header struct {
 // encodeFrame encodes h and body (a value of wire type h.typ, encoded with
 // the shared CBOR mode) into a new frame, failing with ErrMessageTooLarge
 // when it exceeds limit. The returned slice is the caller's to give away.
-// Allocations: the final frame, plus what the CBOR encoder needs for body.
+// Allocations: the final frame, plus what the CBOR encoder needs for body
+// (nothing for a type with a compiled struct codec).
 func encodeFrame(h *header, body any, limit int) ([]byte, error) {
 	buf := bufPool.Get().(*bytes.Buffer)
 	buf.Reset()
@@ -294,7 +295,9 @@ func encodeFrame(h *header, body any, limit int) ([]byte, error) {
 	var err error
 	if body == nil {
 		buf.WriteByte(cborNull)
-	} else {
+	} else if mt, _, ok := lookupName(h.typ); !ok || mt.encode == nil || !mt.encode(buf, body) {
+		// Not a type of the compiled struct codec (structcodec.go), which
+		// writes the same bytes as the library.
 		err = encMode.MarshalToBuffer(body, buf)
 	}
 	var frame []byte
