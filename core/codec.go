@@ -334,5 +334,8 @@ func decodeBody(wire string, body []byte) (any, *msgType, error) {
 // bufPool holds encode buffers; a frame is copied out of one exactly once.
 var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
-// Buffers that grew past this are dropped rather than pooled.
-const maxPooledBuf = 64 << 10
+// Buffers that grew past this are dropped rather than pooled (the pool
+// itself lets go of idle buffers at garbage collections). Large enough for
+// the largest frame class, so that a stream of large messages does not
+// grow a new buffer for each.
+const maxPooledBuf = 2 << 20

@@ -352,26 +352,38 @@ func appendInt(b []byte, n int64) []byte {
 // Frame memory is recycled through free lists by size class: a transport
 // that hands written frames back with ReleaseFrame saves the env an
 // allocation per message. The lists are channels, so that putting a slice
-// back allocates nothing.
-var frameClasses = [...]int{256, 1 << 10, 4 << 10, 16 << 10, 64 << 10}
+// back allocates nothing. Large classes keep few frames, so the memory
+// held stays bounded (at most about 14 MiB, all classes full); a large
+// frame that is not recycled is a fresh allocation of the heap, which
+// costs page faults and GC work far beyond the copy.
+var frameClasses = [...]struct{ size, keep int }{
+	{256, 256},
+	{1 << 10, 256},
+	{4 << 10, 256},
+	{16 << 10, 128},
+	{64 << 10, 32},
+	{128 << 10, 16},
+	{256 << 10, 8},
+	{1 << 20, 4},
+}
 
 var freeFrames [len(frameClasses)]chan []byte
 
 func init() {
-	for i := range freeFrames {
-		freeFrames[i] = make(chan []byte, 256)
+	for i, c := range frameClasses {
+		freeFrames[i] = make(chan []byte, c.keep)
 	}
 }
 
 // newFrame returns a frame of n bytes, reused when one is free.
 func newFrame(n int) []byte {
-	for i, size := range frameClasses {
-		if n <= size {
+	for i, c := range frameClasses {
+		if n <= c.size {
 			select {
 			case b := <-freeFrames[i]:
 				return b[:n]
 			default:
-				return make([]byte, n, size)
+				return make([]byte, n, c.size)
 			}
 		}
 	}
@@ -384,9 +396,9 @@ func newFrame(n int) []byte {
 // it); it must not touch the frame afterwards. Calling it is optional, and
 // frames of any other origin are ignored.
 func ReleaseFrame(frame []byte) {
-	c := cap(frame)
-	for i, size := range frameClasses {
-		if c == size {
+	n := cap(frame)
+	for i, c := range frameClasses {
+		if n == c.size {
 			select {
 			case freeFrames[i] <- frame[:0]:
 			default:
