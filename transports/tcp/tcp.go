@@ -2,10 +2,11 @@
 // optionally inside TLS 1.3.
 //
 // A connection carries frames, each a 4-byte big-endian length and that
-// many bytes (docs/PROTOCOL.md). Writes are coalesced: frames queued while
-// the connection's writer is busy go out together through one buffered
-// writer, flushed when the queue is empty, so many small messages cost one
-// system call. Reads go through a buffered reader into a frame buffer
+// many bytes (docs/PROTOCOL.md). Writes are coalesced: WriteFrame copies a
+// small frame, with its length, into a pending chunk (64 KiB, pooled) and
+// gives the frame's memory back to the env at once; a large frame is
+// queued as it is. The connection's writer goroutine writes everything
+// pending in one system call (writev), so many small messages cost one. Reads go through a buffered reader into a frame buffer
 // that is reused. A frame announcing more than the env's MaxMessageSize is
 // refused before its body is read.
 //
@@ -44,14 +45,12 @@ type Options struct {
 	// heartbeats (core.Config.HeartbeatInterval) detect a dead peer
 	// whatever this is.
 	KeepAlive net.KeepAliveConfig
-	// WriteBuffer is the size of a connection's write buffer: frames are
-	// gathered up to this size before a system call. 0 means 64 KiB.
-	WriteBuffer int
 	// ReadBuffer is the size of a connection's read buffer. 0 means 64 KiB.
 	ReadBuffer int
-	// MaxQueued bounds the bytes of frames queued on one connection and
-	// not yet written: WriteFrame waits while the queue is over it, which
-	// slows a sender down to what the peer reads. 0 means 32 MiB.
+	// MaxQueued bounds the bytes of frames waiting on one connection for
+	// its writer (besides those the writer is writing): WriteFrame waits
+	// while more are waiting, which slows a sender down to what the peer
+	// reads. 0 means 32 MiB.
 	MaxQueued int
 }
 
@@ -63,9 +62,6 @@ type Transport struct {
 
 // New returns a TCP transport with opts.
 func New(opts Options) *Transport {
-	if opts.WriteBuffer <= 0 {
-		opts.WriteBuffer = 64 << 10
-	}
 	if opts.ReadBuffer <= 0 {
 		opts.ReadBuffer = 64 << 10
 	}
@@ -159,9 +155,9 @@ func (l *listener) Addr() string { return l.l.Addr().String() }
 
 func (l *listener) Close() error { return l.l.Close() }
 
-// conn is one TCP connection. Frames written are queued and written by
-// the connection's writer goroutine, which exits when the connection
-// closes; ReadFrame is called by one goroutine at a time.
+// conn is one TCP connection. Frames written are queued in pend and
+// written by the connection's writer goroutine, which exits when the
+// connection closes; ReadFrame is called by one goroutine at a time.
 type conn struct {
 	c      net.Conn
 	r      *bufio.Reader
@@ -170,10 +166,15 @@ type conn struct {
 	limit  int
 	remote string
 
+	// The writer's: the list it writes with writev, which WriteTo
+	// consumes, and the same list from its start, to reuse.
+	iov, iovs net.Buffers
+
 	mu       sync.Mutex
-	cond     sync.Cond // signaled when the queue shrinks or the conn fails
-	queue    [][]byte  // frames waiting for the writer
-	queued   int       // their bytes
+	cond     sync.Cond // signaled when pend is taken or the conn fails
+	pend     []segment // what waits for the writer, in order
+	spare    []segment // the writer's last list, for pend to reuse
+	queued   int       // bytes in pend
 	maxQueue int
 	err      error         // set once: the connection failed or was closed
 	closing  bool          // Close was called: the writer flushes and exits
@@ -202,12 +203,35 @@ func (t *Transport) newConn(c net.Conn, limit int) *conn {
 		wrote:    make(chan struct{}),
 	}
 	cn.cond.L = &cn.mu
-	go cn.writeLoop(bufio.NewWriterSize(c, t.opts.WriteBuffer))
+	go cn.writeLoop()
 	return cn
 }
 
-// WriteFrame queues frame; the writer sends it. It waits while more than
-// Options.MaxQueued bytes are queued.
+// A segment is a run of bytes waiting to be written: a pooled chunk of
+// small frames, each after its length, or a large frame (frame set) with
+// its length at the end of the segment before it.
+type segment struct {
+	b     []byte
+	frame bool
+	box   *[]byte // a chunk's pool entry, put back once written
+}
+
+// Frames up to copyLimit are copied into pooled chunks of chunkSize, so
+// that the env gets the frame's memory back at once and reuses it: for a
+// large frame the copy costs less than the fresh memory the env would
+// otherwise need while many frames are queued. Larger frames are queued
+// as they are.
+const (
+	chunkSize = 64 << 10
+	copyLimit = 1 << 20
+)
+
+var chunks = sync.Pool{New: func() any { b := make([]byte, 0, chunkSize); return &b }}
+
+// WriteFrame queues frame for the writer: a small frame is copied into
+// the last pending chunk and its memory given back to the env at once
+// (core.ReleaseFrame); a large one is queued as it is and released once
+// written. It waits while more than Options.MaxQueued bytes are pending.
 func (c *conn) WriteFrame(lane uint64, frame []byte) error {
 	if len(frame) > math.MaxUint32 {
 		return fmt.Errorf("tcp: write to %s: frame of %d bytes: %w", c.remote, len(frame), core.ErrMessageTooLarge)
@@ -221,10 +245,21 @@ func (c *conn) WriteFrame(lane uint64, frame []byte) error {
 		c.mu.Unlock()
 		return err
 	}
-	c.queue = append(c.queue, frame)
-	c.queued += len(frame)
-	first := len(c.queue) == 1
+	first := c.queued == 0
+	c.queued += 4 + len(frame)
+	var hdr [4]byte
+	binary.BigEndian.PutUint32(hdr[:], uint32(len(frame)))
+	c.copyIn(hdr[:])
+	copied := len(frame) <= copyLimit
+	if copied {
+		c.copyIn(frame)
+	} else {
+		c.pend = append(c.pend, segment{b: frame, frame: true})
+	}
 	c.mu.Unlock()
+	if copied {
+		core.ReleaseFrame(frame) // the env may reuse it
+	}
 	if first {
 		select {
 		case c.wake <- struct{}{}:
@@ -234,15 +269,29 @@ func (c *conn) WriteFrame(lane uint64, frame []byte) error {
 	return nil
 }
 
-// writeLoop writes queued frames until the connection fails or closes.
-// It yields once, then takes the whole queue at once, writes every frame
-// into the buffered writer, and flushes when it has nothing more: frames
-// that queue up while it writes share the next flush. On Close it flushes what is
-// queued, then exits.
-func (c *conn) writeLoop(w *bufio.Writer) {
+// copyIn appends p to the pending chunks, taking new ones from the pool
+// as they fill. Called with mu held.
+func (c *conn) copyIn(p []byte) {
+	for len(p) > 0 {
+		k := len(c.pend)
+		if k == 0 || c.pend[k-1].frame || len(c.pend[k-1].b) == chunkSize {
+			box := chunks.Get().(*[]byte)
+			c.pend = append(c.pend, segment{b: (*box)[:0], box: box})
+			k++
+		}
+		b := &c.pend[k-1].b
+		n := min(len(p), chunkSize-len(*b))
+		*b = append(*b, p[:n]...)
+		p = p[n:]
+	}
+}
+
+// writeLoop writes pending frames until the connection fails or closes.
+// It yields once, then takes everything pending and writes it in one
+// system call; frames queued meanwhile go out with the next. On Close it
+// writes what is pending, then exits.
+func (c *conn) writeLoop() {
 	defer close(c.wrote)
-	var batch [][]byte
-	var hdr [4]byte
 	for range c.wake {
 		// Yield once before taking the queue: the goroutines this wake-up
 		// raced with (other askers, a worker's next replies) are often
@@ -252,34 +301,39 @@ func (c *conn) writeLoop(w *bufio.Writer) {
 		runtime.Gosched()
 		for {
 			c.mu.Lock()
-			batch, c.queue = c.queue, batch[:0]
-			n := 0
-			for _, f := range batch {
-				n += len(f)
-			}
-			c.mu.Unlock()
-			if len(batch) == 0 {
-				break
-			}
-			for i, f := range batch {
-				binary.BigEndian.PutUint32(hdr[:], uint32(len(f)))
-				w.Write(hdr[:])
-				w.Write(f)
-				core.ReleaseFrame(f) // copied into w, or written: the env may reuse it
-				batch[i] = nil
-			}
-			c.mu.Lock()
-			c.queued -= n
-			more := len(c.queue) > 0
+			segs := c.pend
+			c.pend, c.spare = c.spare[:0], nil
+			c.queued = 0
 			c.mu.Unlock()
 			c.cond.Broadcast()
-			if !more {
+			if len(segs) == 0 {
+				c.mu.Lock()
+				c.spare = segs
+				c.mu.Unlock()
 				break
 			}
-		}
-		if err := w.Flush(); err != nil {
-			c.fail(fmt.Errorf("tcp: write to %s: %w", c.remote, err))
-			return
+			c.iov = c.iovs[:0]
+			for _, sg := range segs {
+				c.iov = append(c.iov, sg.b)
+			}
+			c.iovs = c.iov[:0]
+			_, err := c.iov.WriteTo(c.c) // a field: a local would escape, an allocation per write
+			for i, sg := range segs {
+				if sg.frame {
+					core.ReleaseFrame(sg.b)
+				} else {
+					*sg.box = sg.b[:0]
+					chunks.Put(sg.box)
+				}
+				segs[i] = segment{}
+			}
+			if err != nil {
+				c.fail(fmt.Errorf("tcp: write to %s: %w", c.remote, err))
+				return
+			}
+			c.mu.Lock()
+			c.spare = segs[:0]
+			c.mu.Unlock()
 		}
 		c.mu.Lock()
 		stop := c.closing || c.err != nil
@@ -352,7 +406,7 @@ func (c *conn) fail(err error) {
 	if c.err == nil {
 		c.err = err
 	}
-	c.queue = nil
+	c.pend, c.queued = nil, 0
 	c.mu.Unlock()
 	c.cond.Broadcast()
 	c.c.Close()
