@@ -7,7 +7,9 @@
 // exactly as they would cross TCP, encoded by the same codec and bound by
 // the same size limit, so a test on inproc means what it would mean on a
 // network transport. Connections can be cut with [Transport.Sever] to
-// test what happens when a link breaks.
+// test what happens when a link breaks. Like TCP's socket buffers, a
+// connection holds a bounded amount unread (256 KiB): a writer beyond it
+// waits for the reader.
 package inproc
 
 import (
@@ -188,15 +190,28 @@ func (c *conn) RemoteAddr() string { return c.remote }
 
 // queue carries frames one way. One goroutine pops; any may push.
 type queue struct {
-	mu     sync.Mutex
-	frames [][]byte
-	head   int           // frames[:head] were popped
-	eof    bool          // the writer closed: pop drains, then io.EOF
-	down   bool          // the reader closed: everything fails
-	ready  chan struct{} // capacity 1: wakes the reader
+	mu      sync.Mutex
+	space   sync.Cond // signaled when a full queue drains, or on close
+	frames  [][]byte
+	head    int           // frames[:head] were popped
+	bytes   int           // in frames[head:]
+	waiters int           // pushers waiting on space
+	eof     bool          // the writer closed: pop drains, then io.EOF
+	down    bool          // the reader closed: everything fails
+	ready   chan struct{} // capacity 1: wakes the reader
 }
 
-func newQueue() *queue { return &queue{ready: make(chan struct{}, 1)} }
+// maxUnread is how many bytes of frames a connection holds unread before
+// WriteFrame waits for the reader: backpressure, as TCP's MaxQueued. It is
+// small, so that frames come back to the env's free lists (core.ReleaseFrame)
+// instead of piling up while a fast sender runs ahead.
+const maxUnread = 256 << 10
+
+func newQueue() *queue {
+	q := &queue{ready: make(chan struct{}, 1)}
+	q.space.L = &q.mu
+	return q
+}
 
 var errReset = errors.New("connection reset by peer")
 
@@ -218,11 +233,21 @@ func (q *queue) push(f []byte) error {
 		q.mu.Unlock()
 		return errReset
 	}
+	for q.bytes > maxUnread && !q.down && !q.eof {
+		q.waiters++
+		q.space.Wait()
+		q.waiters--
+	}
+	if q.down {
+		q.mu.Unlock()
+		return errReset
+	}
 	if q.eof {
 		q.mu.Unlock()
 		return net.ErrClosed
 	}
 	q.frames = append(q.frames, f)
+	q.bytes += len(f)
 	q.mu.Unlock()
 	q.wake()
 	return nil
@@ -242,7 +267,12 @@ func (q *queue) pop() ([]byte, error) {
 			if q.head == len(q.frames) {
 				q.frames, q.head = q.frames[:0], 0 // reuse the storage
 			}
+			q.bytes -= len(f)
+			signal := q.waiters > 0 && q.bytes <= maxUnread/2
 			q.mu.Unlock()
+			if signal {
+				q.space.Broadcast()
+			}
 			return f, nil
 		case q.eof:
 			q.mu.Unlock()
@@ -263,8 +293,9 @@ func (q *queue) wake() {
 func (q *queue) shut() {
 	q.mu.Lock()
 	q.down = true
-	q.frames, q.head = nil, 0
+	q.frames, q.head, q.bytes = nil, 0, 0
 	q.mu.Unlock()
+	q.space.Broadcast()
 	q.wake()
 }
 
@@ -272,5 +303,6 @@ func (q *queue) finish() {
 	q.mu.Lock()
 	q.eof = true
 	q.mu.Unlock()
+	q.space.Broadcast()
 	q.wake()
 }
