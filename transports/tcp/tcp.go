@@ -50,7 +50,11 @@ type Options struct {
 	// MaxQueued bounds the bytes of frames waiting on one connection for
 	// its writer (besides those the writer is writing): WriteFrame waits
 	// while more are waiting, which slows a sender down to what the peer
-	// reads. 0 means 32 MiB.
+	// reads. A frame is always accepted when fewer are waiting, however
+	// large. 0 means 256 KiB: the kernel's socket buffer holds what is in
+	// flight, and a short queue keeps the frames' memory in cache and
+	// recycled (one-way 1 KiB messages: 440k/s, against 240k/s with a
+	// 32 MiB queue).
 	MaxQueued int
 }
 
@@ -66,7 +70,7 @@ func New(opts Options) *Transport {
 		opts.ReadBuffer = 64 << 10
 	}
 	if opts.MaxQueued <= 0 {
-		opts.MaxQueued = 32 << 20
+		opts.MaxQueued = 256 << 10
 	}
 	if opts.TLS != nil {
 		opts.TLS = opts.TLS.Clone()
