@@ -448,11 +448,11 @@ func (p *structPlan) decode(b []byte, base unsafe.Pointer) bool {
 			if !ok || major != 2 || n > uint64(len(b)-next) {
 				return false
 			}
-			// A copy: the frame's memory is reused. Empty gives a non-nil
-			// empty slice, as from the library.
-			s := make([]byte, n)
-			copy(s, b[next:])
-			*fieldAt[[]byte](base, f.off) = s
+			// A copy: the frame's memory is reused. bytes.Clone does not
+			// zero what it then overwrites (make and copy would), and an
+			// empty (non-nil) slice gives a non-nil empty slice, as from
+			// the library.
+			*fieldAt[[]byte](base, f.off) = bytes.Clone(b[next : next+int(n)])
 			off = next + int(n)
 		}
 	}
