@@ -292,14 +292,15 @@ func (c *conn) copyIn(p []byte) {
 	}
 }
 
-// writeLoop writes pending frames until the connection fails or closes.
-// It yields once, then takes everything pending and writes it in one
-// system call; frames queued meanwhile go out with the next. On Close it
-// writes what is pending, then exits.
 // aloneWrites is how many writes of a single frame in a row make the
 // writer stop yielding before it takes the queue.
 const aloneWrites = 8
 
+// writeLoop writes pending frames until the connection fails or closes.
+// It yields once (unless frames have been coming alone), then takes
+// everything pending and writes it in one system call; frames queued
+// meanwhile go out with the next. On Close it writes what is pending,
+// then exits.
 func (c *conn) writeLoop() {
 	defer close(c.wrote)
 	alone := 0 // consecutive writes of a single frame
