@@ -173,10 +173,10 @@ func (c *inCall) reply(ep *endpoint, v any) error {
 		return fmt.Errorf("rpcenv: reply from %s: %w", ep.self, ErrAlreadyAnswered)
 	}
 	defer c.finish()
-	wire, _, err := checkType(v)
+	wire, mt, err := checkType(v)
 	var frame []byte
 	if err == nil {
-		frame, err = encodeFrame(&header{kind: kindReply, id: c.id, typ: wire}, v, c.p.env.maxMsg)
+		frame, err = encodeFrame(&header{kind: kindReply, id: c.id, typ: wire, mt: mt}, v, c.p.env.maxMsg)
 	}
 	if err != nil {
 		err = fmt.Errorf("rpcenv: reply from %s: %w", ep.self, err)

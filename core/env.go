@@ -471,7 +471,7 @@ func (e *Env) send(r *Ref, msg any) error {
 	if e.stopping.Load() {
 		return fmt.Errorf("rpcenv: send %s: %w", r, ErrEnvStopped)
 	}
-	wire, _, err := checkType(msg)
+	wire, mt, err := checkType(msg)
 	if err != nil {
 		return fmt.Errorf("rpcenv: send %s: %w", r, err)
 	}
@@ -483,7 +483,7 @@ func (e *Env) send(r *Ref, msg any) error {
 		}
 		return nil
 	}
-	frame, err := encodeFrame(&header{kind: kindSend, to: r.name, typ: wire}, msg, e.maxMsg)
+	frame, err := encodeFrame(&header{kind: kindSend, to: r.name, typ: wire, mt: mt}, msg, e.maxMsg)
 	if err != nil {
 		return fmt.Errorf("rpcenv: send %s: %w", r, err)
 	}
@@ -505,7 +505,7 @@ func (e *Env) ask(ctx context.Context, r *Ref, msg any) (any, error) {
 	if e.stopping.Load() {
 		return nil, fmt.Errorf("rpcenv: ask %s: %w", r, ErrEnvStopped)
 	}
-	wire, _, err := checkType(msg)
+	wire, mt, err := checkType(msg)
 	if err != nil {
 		return nil, fmt.Errorf("rpcenv: ask %s: %w", r, err)
 	}
@@ -523,7 +523,7 @@ func (e *Env) ask(ctx context.Context, r *Ref, msg any) (any, error) {
 	if err != nil {
 		return nil, fmt.Errorf("rpcenv: ask %s: %w", r, err)
 	}
-	return e.remoteCall(ctx, &w, r.String(), p, &header{kind: kindAsk, to: r.name, typ: wire}, msg)
+	return e.remoteCall(ctx, &w, r.String(), p, &header{kind: kindAsk, to: r.name, typ: wire, mt: mt}, msg)
 }
 
 // remoteCall sends an ask or a lookup over p and waits for the answer.

@@ -272,7 +272,8 @@ type header struct {
 	kind    uint8
 	id      uint64
 	to      string
-	typ     string // wire type name of the body, "" for nil
+	typ     string   // wire type name of the body, "" for nil
+	mt      *msgType // typ's registration, when the caller has it (for its compiled codec)
 	timeout int64
 	code    string
 	message string
@@ -295,7 +296,7 @@ func encodeFrame(h *header, body any, limit int) ([]byte, error) {
 	var err error
 	if body == nil {
 		buf.WriteByte(cborNull)
-	} else if mt, _, ok := lookupName(h.typ); !ok || mt.encode == nil || !mt.encode(buf, body) {
+	} else if h.mt == nil || h.mt.encode == nil || !h.mt.encode(buf, body) {
 		// Not a type of the compiled struct codec (structcodec.go), which
 		// writes the same bytes as the library.
 		err = encMode.MarshalToBuffer(body, buf)
