@@ -80,8 +80,11 @@ type Config struct {
 	// settings: a peer whose HeartbeatInterval exceeds this env's
 	// PeerTimeout will be dropped while idle.
 	PeerTimeout time.Duration
-	// OnDeadLetter, if set, is called for every message the env drops
-	// (besides counting and logging it). It must not block.
+	// OnDeadLetter, if set, is called for every message the env drops,
+	// besides counting it (Env.DeadLetters) and logging it. The log has
+	// at most one line a second, which says how many dead letters it
+	// left out since the last; OnDeadLetter sees every one. It must not
+	// block.
 	OnDeadLetter func(DeadLetter)
 }
 
@@ -127,6 +130,9 @@ type Env struct {
 
 	nextID      atomic.Uint64
 	deadLetters atomic.Uint64
+	deadLogged  atomic.Int64  // when the last dead letter was logged (Unix ns)
+	deadSkipped atomic.Uint64 // dead letters not logged since
+	deadEvery   time.Duration // the least time between two dead-letter log lines
 	stopping    atomic.Bool
 	stopOnce    sync.Once
 	done        chan struct{}
@@ -147,6 +153,7 @@ func NewEnv(cfg Config) (*Env, error) {
 		heartbeat:        cfg.HeartbeatInterval,
 		peerTimeout:      cfg.PeerTimeout,
 		onDeadLetter:     cfg.OnDeadLetter,
+		deadEvery:        deadLogEvery,
 		observers:        map[*endpoint]struct{}{},
 		done:             make(chan struct{}),
 	}
@@ -416,12 +423,27 @@ func (e *Env) deadLetter(d DeadLetter) {
 	if e.onDeadLetter != nil {
 		e.onDeadLetter(d)
 	}
+	// One line a second at most: a flood of sends to a missing endpoint
+	// must not become a flood of log lines.
+	now := time.Now().UnixNano()
+	last := e.deadLogged.Load()
+	if last != 0 && now-last < int64(e.deadEvery) || !e.deadLogged.CompareAndSwap(last, now) {
+		e.deadSkipped.Add(1)
+		return
+	}
 	level := slog.LevelWarn
 	if e.stopping.Load() {
 		level = slog.LevelDebug // racing our own shutdown is expected, not alarming
 	}
-	e.log.Log(context.Background(), level, "rpcenv: dead letter", "target", d.Target, "type", d.Type, "sender", d.Sender, "reason", d.Reason)
+	attrs := []any{"target", d.Target, "type", d.Type, "sender", d.Sender, "reason", d.Reason}
+	if n := e.deadSkipped.Swap(0); n > 0 {
+		attrs = append(attrs, "not_logged_since_last", n)
+	}
+	e.log.Log(context.Background(), level, "rpcenv: dead letter", attrs...)
 }
+
+// deadLogEvery is Env.deadEvery's value outside tests.
+const deadLogEvery = time.Second
 
 func (e *Env) localEndpoint(name string) *endpoint {
 	if v, ok := e.endpoints.Load(name); ok {

@@ -1,0 +1,91 @@
+package core
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+)
+
+// recordLog keeps the records logged through it.
+type recordLog struct {
+	mu   sync.Mutex
+	recs []slog.Record
+}
+
+func (l *recordLog) Enabled(context.Context, slog.Level) bool { return true }
+func (l *recordLog) WithAttrs([]slog.Attr) slog.Handler       { return l }
+func (l *recordLog) WithGroup(string) slog.Handler            { return l }
+func (l *recordLog) Handle(_ context.Context, r slog.Record) error {
+	l.mu.Lock()
+	l.recs = append(l.recs, r.Clone())
+	l.mu.Unlock()
+	return nil
+}
+
+// deadLines returns the dead-letter lines logged so far, each as the
+// value of its not_logged_since_last attribute (0 when absent).
+func (l *recordLog) deadLines() []uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var lines []uint64
+	for _, r := range l.recs {
+		if r.Message != "rpcenv: dead letter" {
+			continue
+		}
+		var skipped uint64
+		r.Attrs(func(a slog.Attr) bool {
+			if a.Key == "not_logged_since_last" {
+				skipped = a.Value.Uint64()
+			}
+			return true
+		})
+		lines = append(lines, skipped)
+	}
+	return lines
+}
+
+func TestDeadLettersAreAllCountedButLoggedAtMostOncePerInterval(t *testing.T) {
+	log := &recordLog{}
+	var seen int
+	e, err := NewEnv(Config{Name: "dl", Logger: slog.New(log), OnDeadLetter: func(d DeadLetter) {
+		if !errors.Is(d.Reason, ErrEndpointNotFound) {
+			t.Errorf("dead letter %+v, want reason ErrEndpointNotFound", d)
+		}
+		seen++ // sends from this goroutine: OnDeadLetter runs on it
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Shutdown(context.Background())
+	e.deadEvery = time.Hour // no two lines in this test by the clock
+
+	missing := newRef(e, "missing", e.addr, e.id, e.name)
+	const n = 100
+	for range n {
+		if err := missing.Send("x"); !errors.Is(err, ErrEndpointNotFound) {
+			t.Fatalf("Send to a missing endpoint: %v, want ErrEndpointNotFound", err)
+		}
+	}
+	if got := e.DeadLetters(); got != n {
+		t.Fatalf("DeadLetters = %d, want %d", got, n)
+	}
+	if seen != n {
+		t.Fatalf("OnDeadLetter saw %d, want %d", seen, n)
+	}
+	if lines := log.deadLines(); len(lines) != 1 || lines[0] != 0 {
+		t.Fatalf("dead-letter log lines (their not_logged_since_last): %v, want one line, the first", lines)
+	}
+
+	// Once the interval has passed, the next dead letter is logged with
+	// the number left out since the last line.
+	e.deadLogged.Store(1) // long ago
+	if err := missing.Send("x"); !errors.Is(err, ErrEndpointNotFound) {
+		t.Fatal(err)
+	}
+	if lines := log.deadLines(); len(lines) != 2 || lines[1] != n-1 {
+		t.Fatalf("dead-letter log lines (their not_logged_since_last): %v, want a second line saying %d", lines, n-1)
+	}
+}
