@@ -463,35 +463,15 @@ func (p *structPlan) decode(b []byte, base unsafe.Pointer) bool {
 // the offset after it. It fails on an argument not in its shortest form,
 // an indefinite length or a reserved value, which are for the library.
 func shortestHead(b []byte, off int) (major byte, arg uint64, next int, ok bool) {
-	ib := b[off]
-	major, info := ib>>5, ib&0x1f
-	off++
-	var n int
-	switch {
-	case info < 24:
-		return major, uint64(info), off, true
-	case info == 24:
-		n = 1
-	case info == 25:
-		n = 2
-	case info == 26:
-		n = 4
-	case info == 27:
-		n = 8
-	default:
+	major, info, arg, next, ok := readHead(b, off)
+	if !ok {
 		return 0, 0, 0, false
-	}
-	if len(b)-off < n {
-		return 0, 0, 0, false
-	}
-	for _, c := range b[off : off+n] {
-		arg = arg<<8 | uint64(c)
 	}
 	// Shortest: the argument would not fit the next smaller form.
-	if arg < 24 || (n > 1 && arg>>(4*n) == 0) {
+	if n := next - off - 1; info >= 24 && (arg < 24 || (n > 1 && arg>>(4*n) == 0)) {
 		return 0, 0, 0, false
 	}
-	return major, arg, off + n, true
+	return major, arg, next, true
 }
 
 // float16Special decodes the half-precision values the encoder writes:

@@ -165,16 +165,24 @@ func (d *frameReader) head() (major byte, arg uint64, ok bool) {
 }
 
 func (d *frameReader) head2() (major, info byte, arg uint64, ok bool) {
-	if d.off >= len(d.b) {
-		return 0, 0, 0, false
+	major, info, arg, d.off, ok = readHead(d.b, d.off)
+	return major, info, arg, ok
+}
+
+// readHead reads the CBOR item head at b[off]: its major type, its
+// additional information, its argument and the offset after it.
+// Indefinite lengths (31) and reserved values (28 to 30) are refused.
+func readHead(b []byte, off int) (major, info byte, arg uint64, next int, ok bool) {
+	if off >= len(b) {
+		return 0, 0, 0, off, false
 	}
-	ib := d.b[d.off]
-	d.off++
+	ib := b[off]
+	off++
 	major, info = ib>>5, ib&0x1f
 	n := 0
 	switch {
 	case info < 24:
-		return major, info, uint64(info), true
+		return major, info, uint64(info), off, true
 	case info == 24:
 		n = 1
 	case info == 25:
@@ -184,16 +192,15 @@ func (d *frameReader) head2() (major, info byte, arg uint64, ok bool) {
 	case info == 27:
 		n = 8
 	default:
-		return 0, 0, 0, false // 28-30 reserved, 31 indefinite length
+		return 0, 0, 0, off, false
 	}
-	if len(d.b)-d.off < n {
-		return 0, 0, 0, false
+	if len(b)-off < n {
+		return 0, 0, 0, off, false
 	}
-	for _, c := range d.b[d.off : d.off+n] {
+	for _, c := range b[off : off+n] {
 		arg = arg<<8 | uint64(c)
 	}
-	d.off += n
-	return major, info, arg, true
+	return major, info, arg, off + n, true
 }
 
 func (d *frameReader) uint() (uint64, bool) {

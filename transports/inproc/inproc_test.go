@@ -62,27 +62,7 @@ func TestListenOnATakenNameNamesIt(t *testing.T) {
 }
 
 func TestFrameOverTheReadersLimitIsRefused(t *testing.T) {
-	ns := inproc.New()
-	l, err := ns.Listen("small", core.ConnOptions{MaxFrameSize: 8})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	accepted := make(chan core.Conn, 1)
-	go func() {
-		c, err := l.Accept()
-		if err == nil {
-			accepted <- c
-		}
-		close(accepted)
-	}()
-	c, err := ns.Dial(t.Context(), "small", core.ConnOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	s := <-accepted
-	defer s.Close()
+	c, s := connPair(t, "small", core.ConnOptions{MaxFrameSize: 8})
 	if err := c.WriteFrame(0, make([]byte, 9)); err != nil {
 		t.Fatal(err)
 	}
@@ -123,27 +103,8 @@ func TestSeverBreaksBothEnds(t *testing.T) {
 }
 
 func TestBufferedCountsFramesNotYetRead(t *testing.T) {
-	ns := inproc.New()
-	l, err := ns.Listen("buffered", core.ConnOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	accepted := make(chan core.Conn, 1)
-	go func() {
-		c, err := l.Accept()
-		if err == nil {
-			accepted <- c
-		}
-		close(accepted)
-	}()
-	c, err := ns.Dial(t.Context(), "buffered", core.ConnOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	s := (<-accepted).(core.BufferedConn)
-	defer s.Close()
+	c, conn := connPair(t, "buffered", core.ConnOptions{})
+	s := conn.(core.BufferedConn)
 	if n := s.Buffered(); n != 0 {
 		t.Fatalf("Buffered before any write: %d, want 0", n)
 	}
@@ -161,4 +122,36 @@ func TestBufferedCountsFramesNotYetRead(t *testing.T) {
 	if n := s.Buffered(); n != 1 {
 		t.Fatalf("Buffered after one read: %d, want 1", n)
 	}
+}
+
+// connPair returns both ends of a connection to a listener named name
+// (with listener options opts) in a new namespace, closed when the test
+// ends.
+func connPair(t *testing.T, name string, opts core.ConnOptions) (client, server core.Conn) {
+	t.Helper()
+	ns := inproc.New()
+	l, err := ns.Listen(name, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	accepted := make(chan core.Conn, 1)
+	go func() {
+		c, err := l.Accept()
+		if err == nil {
+			accepted <- c
+		}
+		close(accepted)
+	}()
+	client, err = ns.Dial(t.Context(), name, core.ConnOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	server = <-accepted
+	if server == nil {
+		t.Fatal("accept failed")
+	}
+	t.Cleanup(func() { server.Close() })
+	return client, server
 }
