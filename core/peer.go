@@ -583,8 +583,8 @@ func (e *Env) serve(p *peer) {
 			return
 		}
 		if (env.Kind == kindReply || env.Kind == kindAsk) && buffered && bc.Buffered() == 0 {
-			// The worker or asker just woken is runnable on this P: let it
-			// run now (BufferedConn).
+			// The worker or asker this frame woke (if it woke one) is
+			// runnable on this P: let it run now (BufferedConn).
 			runtime.Gosched()
 		}
 	}
