@@ -252,7 +252,17 @@ func NewEnv(cfg Config) (*Env, error) {
 	return e, nil
 }
 
-func (e *Env) connOptions() ConnOptions { return ConnOptions{MaxFrameSize: e.maxMsg} }
+// connOptions are the limits of this env's connections. The peer's
+// handshake is one frame (its hello), or two with a secret (its hello,
+// then its proof or its ready), and no handshake frame is larger than
+// maxHandshakeFrame.
+func (e *Env) connOptions() ConnOptions {
+	o := ConnOptions{MaxFrameSize: e.maxMsg, HandshakeFrames: 1, HandshakeFrameSize: maxHandshakeFrame}
+	if len(e.secret) > 0 {
+		o.HandshakeFrames = 2
+	}
+	return o
+}
 
 func (e *Env) transport(scheme string) (Transport, error) {
 	if t, ok := e.transports[scheme]; ok {

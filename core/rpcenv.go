@@ -90,6 +90,24 @@ type ConnOptions struct {
 	// allocated: ReadFrame then returns an error wrapping
 	// [ErrMessageTooLarge], and the env closes the connection.
 	MaxFrameSize int
+	// HandshakeFrames and HandshakeFrameSize bound what a peer can make
+	// the env hold before it has authenticated: each of the first
+	// HandshakeFrames frames ReadFrame returns (the peer's handshake) may
+	// be at most HandshakeFrameSize bytes, and a larger one is rejected
+	// as a frame over MaxFrameSize is. Zero means no separate limit.
+	// [ConnOptions.FrameLimit] applies both fields.
+	HandshakeFrames    int
+	HandshakeFrameSize int
+}
+
+// FrameLimit returns the largest size allowed for the frame ReadFrame
+// returns after n others: HandshakeFrameSize for the first
+// HandshakeFrames, MaxFrameSize after them. 0 means no limit.
+func (o ConnOptions) FrameLimit(n int) int {
+	if n < o.HandshakeFrames && o.HandshakeFrameSize > 0 && (o.MaxFrameSize <= 0 || o.HandshakeFrameSize < o.MaxFrameSize) {
+		return o.HandshakeFrameSize
+	}
+	return o.MaxFrameSize
 }
 
 // Listener accepts connections for an env.

@@ -66,8 +66,8 @@ func (t *Transport) Dial(ctx context.Context, addr string, opts core.ConnOptions
 		return nil, fmt.Errorf("inproc: dial inproc://%s: connection refused (no env listens on that name in this namespace)", addr)
 	}
 	a, b := newQueue(), newQueue()
-	client := &conn{t: t, in: a, out: b, remote: addr, limit: opts.MaxFrameSize}
-	server := &conn{t: t, in: b, out: a, remote: "~client-" + strconv.FormatUint(t.clients.Add(1), 10), limit: l.opts.MaxFrameSize}
+	client := &conn{t: t, in: a, out: b, remote: addr, opts: opts}
+	server := &conn{t: t, in: b, out: a, remote: "~client-" + strconv.FormatUint(t.clients.Add(1), 10), opts: l.opts}
 	t.track(client, server)
 	select {
 	case l.accept <- server:
@@ -147,7 +147,8 @@ type conn struct {
 	in     *queue
 	out    *queue
 	remote string
-	limit  int
+	opts   core.ConnOptions // the frame limits
+	nread  int              // frames ReadFrame returned
 	once   sync.Once
 	last   []byte // the frame ReadFrame returned last, released at the next call
 }
@@ -168,9 +169,10 @@ func (c *conn) ReadFrame() ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if c.limit > 0 && len(f) > c.limit {
-		return nil, fmt.Errorf("inproc: read from %s: frame of %d bytes: %w (limit %d)", c.remote, len(f), core.ErrMessageTooLarge, c.limit)
+	if limit := c.opts.FrameLimit(c.nread); limit > 0 && len(f) > limit {
+		return nil, fmt.Errorf("inproc: read from %s: frame of %d bytes: %w (limit %d)", c.remote, len(f), core.ErrMessageTooLarge, limit)
 	}
+	c.nread++
 	c.last = f
 	return f, nil
 }

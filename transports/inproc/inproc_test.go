@@ -155,3 +155,30 @@ func connPair(t *testing.T, name string, opts core.ConnOptions) (client, server 
 	t.Cleanup(func() { server.Close() })
 	return client, server
 }
+
+func TestHandshakeFramesHaveTheirOwnSmallLimit(t *testing.T) {
+	c, s := connPair(t, "hs", core.ConnOptions{MaxFrameSize: 1 << 20, HandshakeFrames: 2, HandshakeFrameSize: 16})
+	for _, n := range []int{16, 17} {
+		if err := c.WriteFrame(0, make([]byte, n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if f, err := s.ReadFrame(); err != nil || len(f) != 16 {
+		t.Fatalf("first ReadFrame: %d bytes, %v; want the 16-byte frame", len(f), err)
+	}
+	if _, err := s.ReadFrame(); !errors.Is(err, core.ErrMessageTooLarge) {
+		t.Fatalf("second ReadFrame, of 17 bytes with a handshake limit of 16: %v; want ErrMessageTooLarge", err)
+	}
+}
+
+func TestFramesAfterTheHandshakeHaveTheUsualLimit(t *testing.T) {
+	c, s := connPair(t, "after", core.ConnOptions{MaxFrameSize: 1 << 20, HandshakeFrames: 1, HandshakeFrameSize: 16})
+	for _, n := range []int{16, 1 << 10} {
+		if err := c.WriteFrame(0, make([]byte, n)); err != nil {
+			t.Fatal(err)
+		}
+		if f, err := s.ReadFrame(); err != nil || len(f) != n {
+			t.Fatalf("ReadFrame: %d bytes, %v; want %d", len(f), err, n)
+		}
+	}
+}

@@ -14,9 +14,14 @@ import (
 // connPair returns both ends of one QUIC connection, made by the
 // transport itself; the server end reads frames of at most limit bytes.
 func connPair(t *testing.T, limit int) (client, server core.Conn) {
+	return connPairOpts(t, core.ConnOptions{MaxFrameSize: limit})
+}
+
+// connPairOpts is connPair with the server end's options.
+func connPairOpts(t *testing.T, opts core.ConnOptions) (client, server core.Conn) {
 	t.Helper()
 	tr := quic.New(quic.Options{Logger: discardLog})
-	l, err := tr.Listen("127.0.0.1:0", core.ConnOptions{MaxFrameSize: limit})
+	l, err := tr.Listen("127.0.0.1:0", opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -27,7 +32,7 @@ func connPair(t *testing.T, limit int) (client, server core.Conn) {
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), testWait)
 	defer cancel()
-	client, err = tr.Dial(ctx, l.Addr(), core.ConnOptions{MaxFrameSize: limit})
+	client, err = tr.Dial(ctx, l.Addr(), core.ConnOptions{MaxFrameSize: opts.MaxFrameSize})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,5 +122,29 @@ func TestReadFrameFailsAfterClose(t *testing.T) {
 	}
 	if err := server.WriteFrame(0, []byte("late")); err == nil {
 		t.Fatal("WriteFrame after Close succeeded")
+	}
+}
+
+func TestHandshakeFramesHaveTheirOwnSmallLimit(t *testing.T) {
+	client, server := connPairOpts(t, core.ConnOptions{MaxFrameSize: 1 << 20, HandshakeFrames: 1, HandshakeFrameSize: 100})
+	if err := client.WriteFrame(0, make([]byte, 101)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := server.ReadFrame(); !errors.Is(err, core.ErrMessageTooLarge) {
+		t.Fatalf("ReadFrame of a 101-byte first frame with a handshake limit of 100: %v; want ErrMessageTooLarge", err)
+	}
+}
+
+func TestFramesAfterTheHandshakeHaveTheUsualLimit(t *testing.T) {
+	client, server := connPairOpts(t, core.ConnOptions{MaxFrameSize: 1 << 20, HandshakeFrames: 1, HandshakeFrameSize: 100})
+	for _, n := range []int{100, 1000, 1000} { // the second on the first stream, the third on its own
+		if err := client.WriteFrame(0, make([]byte, n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 3 {
+		if _, err := server.ReadFrame(); err != nil {
+			t.Fatalf("ReadFrame: %v", err)
+		}
 	}
 }

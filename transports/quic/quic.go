@@ -193,7 +193,7 @@ func (t *Transport) Listen(addr string, opts core.ConnOptions) (core.Listener, e
 		uc.Close()
 		return nil, fmt.Errorf("quic: listen quic://%s: %w", addr, err)
 	}
-	return &listener{t: t, tr: tr, uc: uc, l: l, limit: opts.MaxFrameSize}, nil
+	return &listener{t: t, tr: tr, uc: uc, l: l, opts: opts}, nil
 }
 
 // Dial connects to addr and runs the QUIC handshake.
@@ -215,7 +215,7 @@ func (t *Transport) Dial(ctx context.Context, addr string, opts core.ConnOptions
 		}
 		return nil, fmt.Errorf("quic: dial quic://%s: %w", addr, err)
 	}
-	return newConn(qc, opts.MaxFrameSize), nil
+	return newConn(qc, opts), nil
 }
 
 // probeRefused sends one byte from a connected UDP socket to addr, so
@@ -245,11 +245,11 @@ func probeRefused(ctx context.Context, addr string, cancel context.CancelCauseFu
 // connection it accepted is closed: the port is then free, and a dial to
 // it is refused at once (see probeRefused).
 type listener struct {
-	t     *Transport
-	tr    *quicgo.Transport
-	uc    *net.UDPConn
-	l     *quicgo.Listener
-	limit int
+	t    *Transport
+	tr   *quicgo.Transport
+	uc   *net.UDPConn
+	l    *quicgo.Listener
+	opts core.ConnOptions
 
 	mu     sync.Mutex
 	open   int  // accepted connections not yet closed
@@ -270,7 +270,7 @@ func (l *listener) Accept() (core.Conn, error) {
 	l.mu.Lock()
 	l.open++
 	l.mu.Unlock()
-	c := newConn(qc, l.limit)
+	c := newConn(qc, l.opts)
 	c.onClose = l.release
 	return c, nil
 }
@@ -331,7 +331,7 @@ const (
 // frames) exit when the connection closes; Close waits for them.
 type conn struct {
 	qc      *quicgo.Conn
-	limit   int
+	opts    core.ConnOptions // the frame limits
 	remote  string
 	onClose func() // set by the listener; called once, at the end of Close
 
@@ -573,13 +573,10 @@ func appendFramed(b, frame []byte) []byte {
 	return append(b, frame...)
 }
 
-func newConn(qc *quicgo.Conn, limit int) *conn {
-	if limit <= 0 || limit > math.MaxUint32 {
-		limit = math.MaxUint32
-	}
+func newConn(qc *quicgo.Conn, opts core.ConnOptions) *conn {
 	c := &conn{
 		qc:     qc,
-		limit:  limit,
+		opts:   opts,
 		remote: qc.RemoteAddr().String(),
 		lanes:  map[uint64]*sendStream{},
 		frames: make(chan []byte, queuedFrames),
@@ -760,7 +757,16 @@ func (c *conn) readStream(s *quicgo.ReceiveStream, first bool) {
 	}
 	var hdr [4]byte
 	for n := 0; ; n++ {
-		frame, err := readFrame(s, c.limit, &hdr)
+		// The first stream carries the peer's first frames, its
+		// handshake among them (the others wait for it to end).
+		limit := c.opts.MaxFrameSize
+		if first {
+			limit = c.opts.FrameLimit(n)
+		}
+		if limit <= 0 || limit > math.MaxUint32 {
+			limit = math.MaxUint32
+		}
+		frame, err := readFrame(s, limit, &hdr)
 		switch {
 		case err == nil && len(frame) == 0 && n == 0:
 			c.readerDone(true) // goodbye

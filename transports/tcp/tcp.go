@@ -95,7 +95,7 @@ func (t *Transport) Listen(addr string, opts core.ConnOptions) (core.Listener, e
 		l.Close()
 		return nil, fmt.Errorf("tcp: listen tcp://%s: Options.TLS has no certificate for the listening side", addr)
 	}
-	return &listener{t: t, l: l, limit: opts.MaxFrameSize}, nil
+	return &listener{t: t, l: l, opts: opts}, nil
 }
 
 func (t *Transport) keepAlive() net.KeepAliveConfig {
@@ -126,13 +126,13 @@ func (t *Transport) Dial(ctx context.Context, addr string, opts core.ConnOptions
 		}
 		c = tc
 	}
-	return t.newConn(c, opts.MaxFrameSize), nil
+	return t.newConn(c, opts), nil
 }
 
 type listener struct {
-	t     *Transport
-	l     net.Listener
-	limit int
+	t    *Transport
+	l    net.Listener
+	opts core.ConnOptions
 }
 
 // Accept returns the next connection. With TLS, the TLS handshake runs on
@@ -151,7 +151,7 @@ func (l *listener) Accept() (core.Conn, error) {
 		if l.t.opts.TLS != nil {
 			c = tls.Server(c, l.t.opts.TLS)
 		}
-		return l.t.newConn(c, l.limit), nil
+		return l.t.newConn(c, l.opts), nil
 	}
 }
 
@@ -167,7 +167,8 @@ type conn struct {
 	r      *bufio.Reader
 	rbuf   []byte // the frame buffer ReadFrame returns, reused
 	rhdr   [4]byte
-	limit  int
+	opts   core.ConnOptions // the frame limits
+	nread  int              // frames ReadFrame returned
 	remote string
 
 	// The writer's: the list it writes with writev, which WriteTo
@@ -193,14 +194,11 @@ type conn struct {
 // (such as a handshake rejection written just before it).
 const closeFlush = 250 * time.Millisecond
 
-func (t *Transport) newConn(c net.Conn, limit int) *conn {
-	if limit <= 0 || limit > math.MaxUint32 {
-		limit = math.MaxUint32
-	}
+func (t *Transport) newConn(c net.Conn, opts core.ConnOptions) *conn {
 	cn := &conn{
 		c:        c,
 		r:        bufio.NewReaderSize(c, t.opts.ReadBuffer),
-		limit:    limit,
+		opts:     opts,
 		remote:   c.RemoteAddr().String(),
 		maxQueue: t.opts.MaxQueued,
 		wake:     make(chan struct{}, 1),
@@ -374,8 +372,8 @@ func (c *conn) ReadFrame() ([]byte, error) {
 		return nil, c.readErr(err)
 	}
 	n := int(binary.BigEndian.Uint32(c.rhdr[:]))
-	if uint64(n) > uint64(c.limit) {
-		return nil, fmt.Errorf("tcp: read from %s: frame of %d bytes: %w (limit %d)", c.remote, n, core.ErrMessageTooLarge, c.limit)
+	if limit := c.opts.FrameLimit(c.nread); limit > 0 && n > limit {
+		return nil, fmt.Errorf("tcp: read from %s: frame of %d bytes: %w (limit %d)", c.remote, n, core.ErrMessageTooLarge, limit)
 	}
 	if n == 0 {
 		return nil, fmt.Errorf("tcp: read from %s: empty frame: %w", c.remote, core.ErrProtocol)
@@ -402,6 +400,7 @@ func (c *conn) ReadFrame() ([]byte, error) {
 		buf = buf[:m]
 	}
 	c.rbuf = buf[:0]
+	c.nread++
 	return buf, nil
 }
 
