@@ -201,7 +201,7 @@ func TestFrameLimitAppliesTheHandshakeLimitToTheFirstFrames(t *testing.T) {
 		{core.ConnOptions{MaxFrameSize: 1000, HandshakeFrames: 1, HandshakeFrameSize: 10}, []int{10, 1000, 1000}},
 		{core.ConnOptions{MaxFrameSize: 1000, HandshakeFrames: 2, HandshakeFrameSize: 10}, []int{10, 10, 1000}},
 		{core.ConnOptions{MaxFrameSize: 5, HandshakeFrames: 2, HandshakeFrameSize: 10}, []int{5, 5, 5}}, // never above MaxFrameSize
-		{core.ConnOptions{HandshakeFrames: 1, HandshakeFrameSize: 10}, []int{10, 0, 0}},                   // 0: no limit
+		{core.ConnOptions{HandshakeFrames: 1, HandshakeFrameSize: 10}, []int{10, 0, 0}},                 // 0: no limit
 	} {
 		for n, want := range tc.want {
 			if got := tc.opts.FrameLimit(n); got != want {
