@@ -89,3 +89,16 @@ func TestDeadLettersAreAllCountedButLoggedAtMostOncePerInterval(t *testing.T) {
 		t.Fatalf("dead-letter log lines (their not_logged_since_last): %v, want a second line saying %d", lines, n-1)
 	}
 }
+
+func TestConnectionsLimitThePeersHandshakeFrames(t *testing.T) {
+	for _, tc := range []struct {
+		secret []byte
+		frames int
+	}{{nil, 1}, {[]byte("s3cret"), 2}} {
+		e := newTestEnv(t, "limits", tc.secret)
+		o := e.connOptions()
+		if o.HandshakeFrames != tc.frames || o.HandshakeFrameSize != maxHandshakeFrame || o.MaxFrameSize != e.maxMsg {
+			t.Errorf("secret %q: connOptions = %+v; want %d handshake frames of at most %d bytes, then %d", tc.secret, o, tc.frames, maxHandshakeFrame, e.maxMsg)
+		}
+	}
+}
