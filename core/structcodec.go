@@ -267,26 +267,16 @@ func (p *structPlan) append(b []byte, base unsafe.Pointer) []byte {
 			b = appendUint(b, 0, loadUint(base, f))
 		case skFloat32:
 			x := *fieldAt[float32](base, f.off)
-			switch {
-			case x != x:
-				b = append(b, 0xf9, 0x7e, 0x00)
-			case x > math.MaxFloat32:
-				b = append(b, 0xf9, 0x7c, 0x00)
-			case x < -math.MaxFloat32:
-				b = append(b, 0xf9, 0xfc, 0x00)
-			default:
+			if h, ok := halfSpecial(float64(x)); ok {
+				b = append(b, 0xf9, h[0], h[1])
+			} else {
 				b = binary.BigEndian.AppendUint32(append(b, 0xfa), math.Float32bits(x))
 			}
 		case skFloat64:
 			x := *fieldAt[float64](base, f.off)
-			switch {
-			case x != x:
-				b = append(b, 0xf9, 0x7e, 0x00)
-			case x > math.MaxFloat64:
-				b = append(b, 0xf9, 0x7c, 0x00)
-			case x < -math.MaxFloat64:
-				b = append(b, 0xf9, 0xfc, 0x00)
-			default:
+			if h, ok := halfSpecial(x); ok {
+				b = append(b, 0xf9, h[0], h[1])
+			} else {
 				b = binary.BigEndian.AppendUint64(append(b, 0xfb), math.Float64bits(x))
 			}
 		case skString:
@@ -457,6 +447,21 @@ func (p *structPlan) decode(b []byte, base unsafe.Pointer) bool {
 		}
 	}
 	return off == len(b)
+}
+
+// halfSpecial returns the half-precision bits the library writes for NaN
+// and the infinities (NaNConvert7e00, InfConvertFloat16), and false for
+// any other value. A float32 converts to float64 keeping both.
+func halfSpecial(x float64) ([2]byte, bool) {
+	switch {
+	case math.IsNaN(x):
+		return [2]byte{0x7e, 0x00}, true
+	case math.IsInf(x, 1):
+		return [2]byte{0x7c, 0x00}, true
+	case math.IsInf(x, -1):
+		return [2]byte{0xfc, 0x00}, true
+	}
+	return [2]byte{}, false
 }
 
 // shortestHead reads the head at b[off]: its major type, its argument and

@@ -15,14 +15,12 @@ const testWait = peertest.Wait
 type testEndpoint = peertest.Endpoint
 
 var (
-	shutdownEnv  = peertest.ShutdownEnv
 	mustRegister = peertest.MustRegister
 	mustLookup   = peertest.MustLookup
 	askWithin    = peertest.AskWithin
 	echoEndpoint = peertest.EchoEndpoint
 	awaitClosed  = peertest.AwaitClosed
 	discardLog   = peertest.DiscardLog
-	newEnvLog    = peertest.NewEnvLog
 )
 
 // startEnv makes an env on tr (a fresh QUIC transport when nil), shut down

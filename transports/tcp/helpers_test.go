@@ -21,7 +21,6 @@ var (
 	askWithin    = peertest.AskWithin
 	echoEndpoint = peertest.EchoEndpoint
 	awaitClosed  = peertest.AwaitClosed
-	discardLog   = peertest.DiscardLog
 	newEnvLog    = peertest.NewEnvLog
 )
 
