@@ -44,4 +44,6 @@ var groups = []group{
 	{"Secret", secretCases},
 	{"Network", networkCases},
 	{"Shutdown", shutdownCases},
+	{"Pressure", pressureCases},
+	{"Order", sendThenAskCases},
 }

@@ -2,25 +2,41 @@ package conformance
 
 import (
 	"context"
+	"net"
 	"sync"
+	"sync/atomic"
 
 	"github.com/rpcenv/rpcenv/core"
 )
 
 // wire wraps the transport under test: it can cut every connection, as a
-// failed network would, and keeps a copy of every frame written while
-// recording.
+// failed network would, keeps a copy of every frame written while
+// recording, and can freeze the accepting side of connections, as a
+// stopped process would (it then neither reads nor writes).
 type wire struct {
 	core.Transport
 	mu     sync.Mutex
 	conns  map[*wconn]struct{}
 	record bool
 	frames [][]byte
+
+	// freezeAfter: accepted connections freeze once they have written
+	// this many frames (negative: never).
+	freezeAfter atomic.Int64
+	// onRead, if set, sees every frame an accepted connection reads.
+	onRead atomic.Pointer[func(frame []byte)]
 }
 
 func newWire(t core.Transport) *wire {
-	return &wire{Transport: t, conns: map[*wconn]struct{}{}}
+	w := &wire{Transport: t, conns: map[*wconn]struct{}{}}
+	w.freezeAfter.Store(-1)
+	return w
 }
+
+// freeze makes the accepting side of every connection, open or to come,
+// stop reading and writing once it has written n frames (0: at once).
+// Frozen connections wake only when closed.
+func (w *wire) freeze(n int64) { w.freezeAfter.Store(n) }
 
 func (w *wire) Listen(addr string, opts core.ConnOptions) (core.Listener, error) {
 	l, err := w.Transport.Listen(addr, opts)
@@ -35,11 +51,11 @@ func (w *wire) Dial(ctx context.Context, addr string, opts core.ConnOptions) (co
 	if err != nil {
 		return nil, err
 	}
-	return w.track(c), nil
+	return w.track(c, false), nil
 }
 
-func (w *wire) track(c core.Conn) *wconn {
-	wc := &wconn{Conn: c, w: w}
+func (w *wire) track(c core.Conn, accepted bool) *wconn {
+	wc := &wconn{Conn: c, w: w, accepted: accepted, closed: make(chan struct{})}
 	w.mu.Lock()
 	w.conns[wc] = struct{}{}
 	w.mu.Unlock()
@@ -82,29 +98,85 @@ func (l *wlistener) Accept() (core.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return l.w.track(c), nil
+	return l.w.track(c, true), nil
 }
 
 type wconn struct {
 	core.Conn
-	w    *wire
-	once sync.Once
+	w        *wire
+	accepted bool
+	writes   atomic.Int64
+	once     sync.Once
+	closed   chan struct{}
 }
 
-func (c *wconn) WriteFrame(lane uint64, frame []byte) error {
+func (c *wconn) frozen() bool {
+	n := c.w.freezeAfter.Load()
+	return c.accepted && n >= 0 && c.writes.Load() >= n
+}
+
+// stall blocks a frozen connection's caller until Close.
+func (c *wconn) stall() error {
+	<-c.closed
+	return net.ErrClosed
+}
+
+func (c *wconn) ReadFrame() ([]byte, error) {
+	if c.frozen() {
+		return nil, c.stall()
+	}
+	f, err := c.Conn.ReadFrame()
+	if err == nil && c.accepted {
+		if c.frozen() {
+			return nil, c.stall() // froze while reading: the frame is never seen
+		}
+		if hook := c.w.onRead.Load(); hook != nil {
+			(*hook)(f)
+		}
+	}
+	return f, err
+}
+
+func (c *wconn) WriteFrames(frames [][]byte) error {
+	if c.frozen() {
+		return c.stall()
+	}
+	c.writes.Add(int64(len(frames)))
 	c.w.mu.Lock()
 	if c.w.record {
-		c.w.frames = append(c.w.frames, append([]byte(nil), frame...))
+		for _, frame := range frames {
+			c.w.frames = append(c.w.frames, append([]byte(nil), frame...))
+		}
 	}
 	c.w.mu.Unlock()
-	return c.Conn.WriteFrame(lane, frame)
+	return c.Conn.WriteFrames(frames)
 }
 
 func (c *wconn) Close() error {
 	c.once.Do(func() {
+		close(c.closed)
 		c.w.mu.Lock()
 		delete(c.w.conns, c)
 		c.w.mu.Unlock()
 	})
 	return c.Conn.Close()
+}
+
+// cut closes the open connections of one side only: the accepted ends
+// (accepted true) or the dialed ones. The other end learns of it only
+// through the transport, as from a peer that closed its end; it returns
+// how many it closed.
+func (w *wire) cut(accepted bool) int {
+	w.mu.Lock()
+	var some []*wconn
+	for c := range w.conns {
+		if c.accepted == accepted {
+			some = append(some, c)
+		}
+	}
+	w.mu.Unlock()
+	for _, c := range some {
+		c.Close()
+	}
+	return len(some)
 }

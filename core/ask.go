@@ -183,7 +183,7 @@ func (c *inCall) reply(ep *endpoint, v any) error {
 		c.p.sendFail(c.id, ep.self.String(), err)
 		return err
 	}
-	if err := c.p.write(0, frame, "", ""); err != nil {
+	if err := c.p.reply(c.id, frame); err != nil {
 		c.p.env.log.Debug("rpcenv: reply dropped", "endpoint", ep.self.String(), "peer", c.p.label(), "err", err)
 	}
 	return nil
@@ -286,13 +286,7 @@ func (e *Env) await(ctx context.Context, w *waiter, target string, c *call, give
 			ok = true
 			wakes.Put(c.wake) // drained, and complete sends only once: safe to reuse
 		case <-ctx.Done():
-			waited := time.Since(w.start).Round(time.Millisecond)
-			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				err = fmt.Errorf("rpcenv: ask %s: no reply within %v (deadline set by the caller's context): %w",
-					target, w.deadline.Sub(w.start).Round(time.Millisecond), context.DeadlineExceeded)
-			} else {
-				err = fmt.Errorf("rpcenv: ask %s: canceled by the caller after %v: %w", target, waited, ctx.Err())
-			}
+			err = e.waitErr(ctx, w, target, "")
 		case <-e.ctx.Done():
 			err = fmt.Errorf("rpcenv: ask %s: %w", target, ErrEnvStopped)
 		}
@@ -302,14 +296,41 @@ func (e *Env) await(ctx context.Context, w *waiter, target string, c *call, give
 	}
 	if ok {
 		if r.err != errTimedOut {
+			if d, ok := r.v.(*deferred); ok {
+				return e.decodeReply(d, target)
+			}
 			return r.v, r.err
 		}
-		err = fmt.Errorf("rpcenv: ask %s: no reply within %v (deadline set by Config.AskTimeout, as the caller's context had none): %w",
-			target, e.askTimeout, context.DeadlineExceeded)
+		err = e.waitErr(ctx, w, target, "")
 	}
 	if giveUp != nil {
 		giveUp()
 	}
 	c.giveUp()
 	return nil, err
+}
+
+// waitErr is the error of an ask that stopped waiting at its deadline or
+// because its caller canceled it; why adds to the message.
+func (e *Env) waitErr(ctx context.Context, w *waiter, target, why string) error {
+	switch {
+	case ctx.Err() == nil || !w.fromCtx && !errors.Is(ctx.Err(), context.Canceled):
+		return fmt.Errorf("rpcenv: ask %s: no reply within %v (deadline set by Config.AskTimeout, as the caller's context had none)%s: %w",
+			target, e.askTimeout, why, context.DeadlineExceeded)
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return fmt.Errorf("rpcenv: ask %s: no reply within %v (deadline set by the caller's context)%s: %w",
+			target, w.deadline.Sub(w.start).Round(time.Millisecond), why, context.DeadlineExceeded)
+	default:
+		return fmt.Errorf("rpcenv: ask %s: canceled by the caller after %v%s: %w", target, time.Since(w.start).Round(time.Millisecond), why, ctx.Err())
+	}
+}
+
+// decodeReply decodes a large reply in the asker's goroutine, which the
+// read loop handed over undecoded (deferred).
+func (e *Env) decodeReply(d *deferred, target string) (any, error) {
+	v, err := d.decode(e)
+	if err != nil {
+		return nil, fmt.Errorf("rpcenv: ask %s: reply: %w", target, err)
+	}
+	return v, nil
 }

@@ -12,6 +12,7 @@ type Context struct {
 	ep     *endpoint
 	sender string
 	ans    answerer // nil for a send
+	from   *peer    // the connection the message came over; nil for a local one (flow.go)
 }
 
 // answerer is the reply side of an ask: a local call or a remote one.

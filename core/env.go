@@ -252,16 +252,10 @@ func NewEnv(cfg Config) (*Env, error) {
 	return e, nil
 }
 
-// connOptions are the limits of this env's connections. The peer's
-// handshake is one frame (its hello), or two with a secret (its hello,
-// then its proof or its ready), and no handshake frame is larger than
-// maxHandshakeFrame.
+// connOptions are the limits of this env's connections: no frame is
+// larger than a chunk frame (messages above it cross in chunks).
 func (e *Env) connOptions() ConnOptions {
-	o := ConnOptions{MaxFrameSize: e.maxMsg, HandshakeFrames: 1, HandshakeFrameSize: maxHandshakeFrame}
-	if len(e.secret) > 0 {
-		o.HandshakeFrames = 2
-	}
-	return o
+	return ConnOptions{MaxFrameSize: maxFrame}
 }
 
 func (e *Env) transport(scheme string) (Transport, error) {
@@ -296,6 +290,26 @@ type EndpointOption func(*endpointOptions)
 
 type endpointOptions struct {
 	concurrency int
+	inboxLimit  int
+}
+
+// DefaultInboxLimit is an endpoint's inbox limit unless [WithInboxLimit]
+// sets another.
+const DefaultInboxLimit = 1 << 20
+
+// WithInboxLimit bounds the memory an endpoint's backlog may hold, in
+// bytes (default [DefaultInboxLimit], 1 MiB). Messages and asks from a
+// remote env count their encoded size: each connection may have at most
+// max(n, 64 KiB) bytes waiting for the endpoint, plus one message, and
+// its senders wait (backpressure: Ref.Send blocks, Ref.Ask waits within
+// its deadline) while other endpoints on the same connection go on.
+// Local messages, which are never encoded, count 128 bytes each, and a
+// local Send or Ask that would go past n fails at once with
+// [ErrInboxFull] instead of waiting, so that an endpoint that sends to
+// itself cannot deadlock. Network events and lifecycle calls are not
+// counted.
+func WithInboxLimit(n int) EndpointOption {
+	return func(o *endpointOptions) { o.inboxLimit = n }
 }
 
 // WithConcurrency lets the endpoint handle up to n messages at once. The
@@ -311,7 +325,7 @@ func WithConcurrency(n int) EndpointOption {
 // it. Names are unique in an env (ErrNameTaken) and may not contain '/'
 // or white space. After Shutdown, Register returns ErrEnvStopped.
 func (e *Env) Register(name string, ep Endpoint, opts ...EndpointOption) (*Ref, error) {
-	o := endpointOptions{concurrency: 1}
+	o := endpointOptions{concurrency: 1, inboxLimit: DefaultInboxLimit}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -322,12 +336,14 @@ func (e *Env) Register(name string, ep Endpoint, opts ...EndpointOption) (*Ref, 
 		return nil, fmt.Errorf("rpcenv: register %q in %s: nil Endpoint", name, e.name)
 	case o.concurrency < 1:
 		return nil, fmt.Errorf("rpcenv: register %q in %s: WithConcurrency(%d): want at least 1", name, e.name, o.concurrency)
+	case o.inboxLimit < localMessageCost:
+		return nil, fmt.Errorf("rpcenv: register %q in %s: WithInboxLimit(%d): want at least %d bytes", name, e.name, o.inboxLimit, localMessageCost)
 	}
 	hooks := any(ep)
 	if d, ok := ep.(Delegator); ok {
 		hooks = d.Delegate()
 	}
-	x := &endpoint{env: e, name: name, impl: ep, hooks: hooks, max: o.concurrency, done: make(chan struct{})}
+	x := &endpoint{env: e, name: name, impl: ep, hooks: hooks, max: o.concurrency, limit: o.inboxLimit, done: make(chan struct{})}
 	x.self = newRef(e, name, e.addr, e.id, e.name)
 	x.self.ep = x
 	x.sendCtx = &Context{ep: x, sender: e.addr}
@@ -471,31 +487,36 @@ func (e *Env) isLocal(r *Ref) bool {
 // is tried first (no map lookup); once it has stopped, the name is looked
 // up again, for it may have a new owner. A nil it.c means a send, which
 // gets the endpoint's shared send Context; an ask's Context gets its
-// endpoint filled in here.
-func (e *Env) postLocal(r *Ref, it item) bool {
+// endpoint filled in here. It fails with ErrEndpointNotFound, or with
+// ErrInboxFull when the local messages waiting fill the inbox limit.
+func (e *Env) postLocal(r *Ref, it item) error {
 	x := r.ep
 	if x == nil || x.env != e {
 		x = e.localEndpoint(r.name)
 	}
 	for range 2 {
 		if x == nil {
-			return false
+			return ErrEndpointNotFound
 		}
 		if it.c == nil || it.c.ans == nil {
 			it.c = x.sendCtx
 		} else {
 			it.c.ep = x
 		}
-		if x.post(it) {
-			return true
+		ok, err := x.postLocalMessage(it)
+		if err != nil {
+			return err
+		}
+		if ok {
+			return nil
 		}
 		if y := e.localEndpoint(r.name); y != x {
 			x = y
 			continue
 		}
-		return false
+		return ErrEndpointNotFound
 	}
-	return false
+	return ErrEndpointNotFound
 }
 
 // send is Ref.Send.
@@ -508,10 +529,9 @@ func (e *Env) send(r *Ref, msg any) error {
 		return fmt.Errorf("rpcenv: send %s: %w", r, err)
 	}
 	if e.isLocal(r) {
-		if !e.postLocal(r, item{kind: itemMessage, msg: msg}) {
-			err := fmt.Errorf("rpcenv: send %s: %w", r, ErrEndpointNotFound)
-			e.deadLetter(DeadLetter{Target: r.String(), Type: typeName(msg), Reason: ErrEndpointNotFound})
-			return err
+		if err := e.postLocal(r, item{kind: itemMessage, msg: msg}); err != nil {
+			e.deadLetter(DeadLetter{Target: r.String(), Type: typeName(msg), Reason: err})
+			return fmt.Errorf("rpcenv: send %s: %w", r, err)
 		}
 		return nil
 	}
@@ -524,7 +544,7 @@ func (e *Env) send(r *Ref, msg any) error {
 		e.deadLetter(DeadLetter{Target: r.String(), Type: wire, Reason: err})
 		return fmt.Errorf("rpcenv: send %s: %w", r, err)
 	}
-	if err := p.write(r.lane, frame, r.String(), wire); err != nil {
+	if err := p.data(r.lane, r.name, frame, r.String(), wire, nil, time.Time{}); err != nil {
 		e.deadLetter(DeadLetter{Target: r.String(), Type: wire, Reason: err})
 		return fmt.Errorf("rpcenv: send %s: %w", r, err)
 	}
@@ -546,8 +566,8 @@ func (e *Env) ask(ctx context.Context, r *Ref, msg any) (any, error) {
 		c := new(call)
 		c.deadline = w.deadline
 		c.hctx = Context{sender: e.addr, ans: c}
-		if !e.postLocal(r, item{kind: itemMessage, msg: msg, c: &c.hctx}) {
-			return nil, fmt.Errorf("rpcenv: ask %s: %w", r, ErrEndpointNotFound)
+		if err := e.postLocal(r, item{kind: itemMessage, msg: msg, c: &c.hctx}); err != nil {
+			return nil, fmt.Errorf("rpcenv: ask %s: %w", r, err)
 		}
 		return e.await(ctx, &w, r.String(), c, nil)
 	}
@@ -555,11 +575,11 @@ func (e *Env) ask(ctx context.Context, r *Ref, msg any) (any, error) {
 	if err != nil {
 		return nil, fmt.Errorf("rpcenv: ask %s: %w", r, err)
 	}
-	return e.remoteCall(ctx, &w, r.String(), p, &header{kind: kindAsk, to: r.name, typ: wire, mt: mt}, msg)
+	return e.remoteCall(ctx, &w, r.String(), p, r.lane, &header{kind: kindAsk, to: r.name, typ: wire, mt: mt}, msg)
 }
 
 // remoteCall sends an ask or a lookup over p and waits for the answer.
-func (e *Env) remoteCall(ctx context.Context, w *waiter, target string, p *peer, h *header, body any) (any, error) {
+func (e *Env) remoteCall(ctx context.Context, w *waiter, target string, p *peer, lane uint64, h *header, body any) (any, error) {
 	h.id = e.nextID.Add(1)
 	h.timeout = int64(time.Until(w.deadline))
 	if h.timeout <= 0 {
@@ -573,8 +593,24 @@ func (e *Env) remoteCall(ctx context.Context, w *waiter, target string, p *peer,
 	if err := p.addCall(h.id, c); err != nil {
 		return nil, fmt.Errorf("rpcenv: ask %s: %w", target, err)
 	}
-	if err := p.write(0, frame, "", ""); err != nil { // an ask that fails is the asker's error, not a dead letter
+	// An ask travels on its endpoint's lane, behind the sends to it (the
+	// Send-then-Ask rule), and counts against its credit; a lookup is a
+	// control frame. Waiting for credit or room ends with the ask's
+	// deadline.
+	if h.kind == kindLookup {
+		err = p.control(frame)
+	} else {
+		var deadline time.Time
+		if !w.fromCtx {
+			deadline = w.deadline
+		}
+		err = p.data(lane, h.to, frame, "", "", ctx.Done(), deadline)
+	}
+	if err != nil { // an ask that fails is the asker's error, not a dead letter
 		p.takeCall(h.id)
+		if err == errDone {
+			return nil, e.waitErr(ctx, w, target, " (waiting for the peer to take more: it is slow or stopped reading)")
+		}
 		return nil, fmt.Errorf("rpcenv: ask %s: %w", target, err)
 	}
 	return e.await(ctx, w, target, c, func() {
@@ -612,7 +648,7 @@ func (e *Env) Lookup(ctx context.Context, uri string) (*Ref, error) {
 	}
 	p := e.peerFor(envURI)
 	w := e.newWait(ctx)
-	v, err := e.remoteCall(ctx, &w, uri, p, &header{kind: kindLookup, to: name}, nil)
+	v, err := e.remoteCall(ctx, &w, uri, p, 0, &header{kind: kindLookup, to: name}, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -90,15 +90,11 @@ func TestDeadLettersAreAllCountedButLoggedAtMostOncePerInterval(t *testing.T) {
 	}
 }
 
-func TestConnectionsLimitThePeersHandshakeFrames(t *testing.T) {
-	for _, tc := range []struct {
-		secret []byte
-		frames int
-	}{{nil, 1}, {[]byte("s3cret"), 2}} {
-		e := newTestEnv(t, "limits", tc.secret)
-		o := e.connOptions()
-		if o.HandshakeFrames != tc.frames || o.HandshakeFrameSize != maxHandshakeFrame || o.MaxFrameSize != e.maxMsg {
-			t.Errorf("secret %q: connOptions = %+v; want %d handshake frames of at most %d bytes, then %d", tc.secret, o, tc.frames, maxHandshakeFrame, e.maxMsg)
+func TestConnectionsLimitFramesToOneChunk(t *testing.T) {
+	for _, secret := range [][]byte{nil, []byte("s3cret")} {
+		e := newTestEnv(t, "limits", secret)
+		if o := e.connOptions(); o.MaxFrameSize != maxFrame || maxFrame >= e.maxMsg {
+			t.Errorf("secret %q: connOptions = %+v; want frames of at most %d bytes (one chunk), below MaxMessageSize %d", secret, o, maxFrame, e.maxMsg)
 		}
 	}
 }

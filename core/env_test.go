@@ -191,22 +191,3 @@ func TestDelegatorPassesTheWrappedValuesCallbacksThrough(t *testing.T) {
 		t.Fatalf("OnError got %v", err)
 	}
 }
-
-func TestFrameLimitAppliesTheHandshakeLimitToTheFirstFrames(t *testing.T) {
-	for _, tc := range []struct {
-		opts core.ConnOptions
-		want []int // FrameLimit(0), (1), (2)
-	}{
-		{core.ConnOptions{MaxFrameSize: 1000}, []int{1000, 1000, 1000}},
-		{core.ConnOptions{MaxFrameSize: 1000, HandshakeFrames: 1, HandshakeFrameSize: 10}, []int{10, 1000, 1000}},
-		{core.ConnOptions{MaxFrameSize: 1000, HandshakeFrames: 2, HandshakeFrameSize: 10}, []int{10, 10, 1000}},
-		{core.ConnOptions{MaxFrameSize: 5, HandshakeFrames: 2, HandshakeFrameSize: 10}, []int{5, 5, 5}}, // never above MaxFrameSize
-		{core.ConnOptions{HandshakeFrames: 1, HandshakeFrameSize: 10}, []int{10, 0, 0}},                 // 0: no limit
-	} {
-		for n, want := range tc.want {
-			if got := tc.opts.FrameLimit(n); got != want {
-				t.Errorf("%+v.FrameLimit(%d) = %d, want %d", tc.opts, n, got, want)
-			}
-		}
-	}
-}

@@ -36,6 +36,11 @@ var (
 	ErrNotAsk = errors.New("message is not an ask")
 	// ErrProtocol: a peer sent bytes that do not follow the rpcenv protocol.
 	ErrProtocol = errors.New("protocol violation")
+	// ErrInboxFull: a local send or ask found the endpoint's inbox at its
+	// limit ([WithInboxLimit]). Local senders never wait for room, so that
+	// an endpoint that sends to itself cannot deadlock; the message is
+	// counted as a dead letter.
+	ErrInboxFull = errors.New("inbox full")
 )
 
 // Wire codes for the sentinels, so that errors.Is holds across envs.
@@ -54,6 +59,7 @@ var sentinelCodes = []struct {
 	{"already_answered", ErrAlreadyAnswered},
 	{"not_ask", ErrNotAsk},
 	{"protocol", ErrProtocol},
+	{"inbox_full", ErrInboxFull},
 }
 
 // codeOf returns the wire code of the first sentinel err wraps, or "".

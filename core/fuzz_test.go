@@ -328,13 +328,15 @@ func (c *scriptConn) ReadFrame() ([]byte, error) {
 	return nil, net.ErrClosed
 }
 
-func (c *scriptConn) WriteFrame(lane uint64, frame []byte) error {
+func (c *scriptConn) WriteFrames(frames [][]byte) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closes > 0 {
 		return net.ErrClosed
 	}
-	c.written = append(c.written, frame)
+	for _, f := range frames {
+		c.written = append(c.written, append([]byte(nil), f...))
+	}
 	return nil
 }
 

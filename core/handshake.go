@@ -174,7 +174,7 @@ func (p *peer) setRemote(h *hello) {
 // reject tells the peer why its connection is refused, best effort.
 func reject(conn Conn, err error) {
 	if frame, ferr := encodeFrame(&header{kind: kindReject, code: codeOf(err), message: err.Error()}, nil, maxHandshakeFrame); ferr == nil {
-		conn.WriteFrame(0, frame)
+		conn.WriteFrames([][]byte{frame})
 	}
 }
 
@@ -183,7 +183,7 @@ func writeControl(conn Conn, kind uint8, body any) error {
 	if err != nil {
 		return err
 	}
-	if err := conn.WriteFrame(0, frame); err != nil {
+	if err := conn.WriteFrames([][]byte{frame}); err != nil {
 		return fmt.Errorf("%w: handshake: %v", ErrDisconnected, err)
 	}
 	return nil

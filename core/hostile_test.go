@@ -272,18 +272,20 @@ func (c *pipeConn) ReadFrame() ([]byte, error) {
 	}
 }
 
-func (c *pipeConn) WriteFrame(lane uint64, frame []byte) error {
-	select {
-	case <-c.closed:
-		return net.ErrClosed
-	default:
+func (c *pipeConn) WriteFrames(frames [][]byte) error {
+	for _, frame := range frames {
+		select {
+		case <-c.closed:
+			return net.ErrClosed
+		default:
+		}
+		select {
+		case c.out <- append([]byte(nil), frame...):
+		case <-c.closed:
+			return net.ErrClosed
+		}
 	}
-	select {
-	case c.out <- frame:
-		return nil
-	case <-c.closed:
-		return net.ErrClosed
-	}
+	return nil
 }
 
 func (c *pipeConn) Close() error {
@@ -382,7 +384,7 @@ func TestHandshakeListenerRefusesABadProof(t *testing.T) {
 			err := l.handshake(t.Context(), l.newPeer("inproc", ""), lc, false)
 			done <- err
 		}()
-		if err := dc.WriteFrame(0, helloFrame(t, peerHello(true))); err != nil {
+		if err := dc.WriteFrames([][]byte{helloFrame(t, peerHello(true))}); err != nil {
 			t.Fatal(err)
 		}
 		var theirs hello
@@ -393,7 +395,7 @@ func TestHandshakeListenerRefusesABadProof(t *testing.T) {
 		if reflect {
 			proofBody = theirs.Proof
 		}
-		if err := dc.WriteFrame(0, mustFrame(t, &header{kind: kindProof, typ: "rpcenv.control"}, proofBody, maxHandshakeFrame)); err != nil {
+		if err := dc.WriteFrames([][]byte{mustFrame(t, &header{kind: kindProof, typ: "rpcenv.control"}, proofBody, maxHandshakeFrame)}); err != nil {
 			t.Fatal(err)
 		}
 		if err := <-done; !errors.Is(err, ErrUnauthenticated) {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -22,6 +23,7 @@ const (
 // rare, live behind a pointer).
 type item struct {
 	kind itemKind
+	size uint32 // a message's bytes counted against the inbox limit (flow.go), 0 if none
 	msg  any
 	c    *Context
 	ev   *netEvent
@@ -97,6 +99,8 @@ type endpoint struct {
 	max      int
 	observer NetworkObserver // nil unless impl is one
 	sendCtx  *Context        // shared by every local send: it is immutable
+	limit    int             // inbox limit in bytes (WithInboxLimit)
+	local    atomic.Int64    // bytes of local messages in the inbox
 
 	mu       sync.Mutex
 	q        ring
@@ -125,6 +129,50 @@ func (ep *endpoint) post(it item) bool {
 	}
 	return true
 }
+
+// undeliverable drops a message that arrived in chunks and failed to
+// decode: an ask gets the error, a send is a dead letter.
+func (ep *endpoint) undeliverable(it item, err error) {
+	if it.c.ans != nil {
+		it.c.ans.fail(ep, envError{fmt.Errorf("%s: %w", ep.self, err)})
+	} else {
+		ep.env.deadLetter(DeadLetter{Target: ep.self.String(), Type: it.msg.(*deferred).typ, Sender: it.c.sender, Reason: err})
+	}
+	if it.size > 0 {
+		ep.consumed(it)
+	}
+}
+
+// consumed returns what a handled message counted against the inbox
+// limit: credit to the peer it came from, or room for local senders.
+func (ep *endpoint) consumed(it item) {
+	if p := it.c.from; p != nil {
+		p.consumed(ep.name, ep.limit, int(it.size))
+		return
+	}
+	ep.local.Add(-int64(it.size))
+}
+
+// postLocalMessage posts a local message unless the local messages
+// waiting already fill the inbox limit: a local sender never waits (so
+// an endpoint that sends to itself, or to one that sends back, cannot
+// deadlock), it gets ErrInboxFull instead.
+func (ep *endpoint) postLocalMessage(it item) (ok bool, err error) {
+	if ep.local.Add(localMessageCost) > int64(ep.limit) {
+		ep.local.Add(-localMessageCost)
+		return false, ErrInboxFull
+	}
+	it.size = localMessageCost
+	if !ep.post(it) {
+		ep.local.Add(-localMessageCost)
+		return false, nil
+	}
+	return true, nil
+}
+
+// localMessageCost is what a local message, which is never encoded,
+// counts against its endpoint's inbox limit.
+const localMessageCost = 128
 
 // stop queues OnStop behind every item already accepted. It returns false
 // if the endpoint was already stopping.
@@ -193,7 +241,18 @@ func (ep *endpoint) run() {
 func (ep *endpoint) process(it item) {
 	switch it.kind {
 	case itemMessage:
-		ep.receive(it.c, it.msg)
+		msg := it.msg
+		if d, ok := msg.(*deferred); ok {
+			var err error
+			if msg, err = d.decode(ep.env); err != nil {
+				ep.undeliverable(it, err)
+				break
+			}
+		}
+		ep.receive(it.c, msg)
+		if it.size > 0 {
+			ep.consumed(it)
+		}
 	case itemStart:
 		ep.start()
 	case itemStop:

@@ -59,20 +59,22 @@ type holeConn struct {
 	b *blackHole
 }
 
-func (c *holeConn) WriteFrame(lane uint64, f []byte) error {
+func (c *holeConn) WriteFrames(frames [][]byte) error {
 	if c.b.frozen.Load() {
 		return nil
 	}
 	c.b.mu.Lock()
-	c.b.frames++
+	c.b.frames += len(frames)
 	c.b.mu.Unlock()
-	if c.b.beat != nil && len(f) > 1 && f[1] == 16 { // kind 16: a heartbeat
-		select {
-		case c.b.beat <- struct{}{}:
-		default:
+	for _, f := range frames {
+		if c.b.beat != nil && len(f) > 1 && f[1] == 16 { // kind 16: a heartbeat
+			select {
+			case c.b.beat <- struct{}{}:
+			default:
+			}
 		}
 	}
-	return c.Conn.WriteFrame(lane, f)
+	return c.Conn.WriteFrames(frames)
 }
 
 func livePair(t *testing.T, hole *blackHole, beat, timeout time.Duration, srvBeat time.Duration) (srv, cli *core.Env, lost chan string) {

@@ -65,20 +65,30 @@ const SupportPackageIsVersion1 = true
 
 // Transport moves frames of bytes between envs for one URI scheme.
 //
-// A transport knows nothing of endpoints, asks or authentication: the env
-// runs its handshake over the [Conn] a transport returns, keeps one outbox
-// per peer, and fails in-flight asks when a Conn reports an error. A
-// Transport value is shared by every env that lists it in
-// [Config.Transports]; it must be safe for concurrent use.
+// A transport moves bytes and reports loss; it knows nothing of
+// endpoints, asks, handshakes or authentication. The env runs its own
+// handshake over the [Conn] a transport returns, cuts large messages into
+// chunks, decides which frame goes out next (control frames first, then
+// the lanes in turn), applies flow control, and fails in-flight asks when
+// a Conn reports an error. A Transport value is shared by every env that
+// lists it in [Config.Transports]; it must be safe for concurrent use.
+//
+// The conformance package checks every rule written here; a transport
+// author should run it (conformance.Run) from one test.
 type Transport interface {
 	// Scheme is the URI scheme the transport serves, such as "tcp".
 	Scheme() string
-	// Listen starts accepting connections at addr, the part of a URI
-	// between "scheme://" and the endpoint path ("127.0.0.1:0",
-	// "driver"). An address in use is an error that names it.
+	// Listen starts accepting connections at addr. addr is the part of a
+	// URI between "scheme://" and the first "/" after it, exactly as
+	// written, with no unescaping: "127.0.0.1:0" for tcp://127.0.0.1:0,
+	// "driver" for inproc://driver. A transport whose addresses may hold
+	// a "/" (a Unix socket path) must define an encoding for it, such as
+	// percent-encoding, and undo it itself. An address in use is an error
+	// that names it.
 	Listen(addr string, opts ConnOptions) (Listener, error)
-	// Dial connects to the listener at addr. It returns when the
-	// connection can carry frames, or when ctx is done.
+	// Dial connects to the listener at addr (as in Listen). It returns
+	// when the connection can carry frames, or with an error once ctx is
+	// done.
 	Dial(ctx context.Context, addr string, opts ConnOptions) (Conn, error)
 }
 
@@ -88,32 +98,19 @@ type ConnOptions struct {
 	// MaxFrameSize is the largest frame ReadFrame may return. A frame
 	// that announces more must be rejected before its body is read or
 	// allocated: ReadFrame then returns an error wrapping
-	// [ErrMessageTooLarge], and the env closes the connection.
+	// [ErrMessageTooLarge], and the env closes the connection. The env
+	// never writes a frame larger than this: messages above it cross as
+	// chunks (docs/PROTOCOL.md), so the limit is small (a little over
+	// 64 KiB) and a peer cannot make the env allocate more per frame,
+	// authenticated or not. 0 means no limit.
 	MaxFrameSize int
-	// HandshakeFrames and HandshakeFrameSize bound what a peer can make
-	// the env hold before it has authenticated: each of the first
-	// HandshakeFrames frames ReadFrame returns (the peer's handshake) may
-	// be at most HandshakeFrameSize bytes, and a larger one is rejected
-	// as a frame over MaxFrameSize is. Zero means no separate limit.
-	// [ConnOptions.FrameLimit] applies both fields.
-	HandshakeFrames    int
-	HandshakeFrameSize int
-}
-
-// FrameLimit returns the largest size allowed for the frame ReadFrame
-// returns after n others: HandshakeFrameSize for the first
-// HandshakeFrames, MaxFrameSize after them. 0 means no limit.
-func (o ConnOptions) FrameLimit(n int) int {
-	if n < o.HandshakeFrames && o.HandshakeFrameSize > 0 && (o.MaxFrameSize <= 0 || o.HandshakeFrameSize < o.MaxFrameSize) {
-		return o.HandshakeFrameSize
-	}
-	return o.MaxFrameSize
 }
 
 // Listener accepts connections for an env.
 type Listener interface {
 	// Accept waits for the next connection. After Close it returns an
-	// error (net.ErrClosed or one wrapping it).
+	// error wrapping net.ErrClosed. It should survive transient errors
+	// (too many open files) on its own.
 	Accept() (Conn, error)
 	// Addr is the address actually bound, in the form Listen takes
 	// (the real port after ":0").
@@ -122,28 +119,52 @@ type Listener interface {
 	Close() error
 }
 
-// Conn is one connection between two envs, carrying frames both ways.
+// Conn is one connection between two envs: a reliable, ordered stream of
+// frames in each direction. Frame boundaries are kept: ReadFrame returns
+// exactly the frames the other end wrote, in the order written, each
+// whole, with no byte changed.
+//
+// Concurrency: the env calls WriteFrames from one goroutine at a time
+// (the connection's writer) and ReadFrame from one goroutine at a time
+// (its reader), concurrently with each other; Close and RemoteAddr may be
+// called from any goroutine at any time.
+//
+// Memory: frames given to WriteFrames belong to the caller again when it
+// returns, and the transport must not keep them or any part of them. The
+// slice ReadFrame returns belongs to the transport and is valid until the
+// next ReadFrame or Close.
 type Conn interface {
-	// WriteFrame sends one frame. Frames written with the same non-zero
-	// lane arrive in the order written; lane 0 asks for no ordering with
-	// any other frame, which lets a multi-stream transport (QUIC) send it
-	// on a stream of its own. One exception: the first two frames each
-	// side writes (the env's handshake, on lane 0) must arrive before
-	// anything that side writes after them. A transport with a single ordered stream
-	// may ignore lanes. WriteFrame takes ownership of frame: the caller
-	// never touches it again. It may return before the bytes are on the
-	// wire, and must be safe for concurrent use.
-	WriteFrame(lane uint64, frame []byte) error
-	// ReadFrame returns the next frame received, in the order of each
-	// lane. The slice is valid until the next call. It is called from one
-	// goroutine at a time. After the connection breaks or is closed it
-	// returns an error.
+	// WriteFrames writes frames, in order, after every frame written
+	// before. It may return before the bytes reach the peer (once they
+	// are in a kernel or library buffer), and it may block while the
+	// peer does not read (backpressure): the env never calls it from a
+	// goroutine that anything else waits on. Once Close has been called,
+	// a blocked WriteFrames must return an error promptly, and every
+	// later call must fail. A frame over the peer's limit, or a broken
+	// connection, is an error; after an error the env closes the Conn.
+	WriteFrames(frames [][]byte) error
+	// ReadFrame returns the next frame received. When the peer closed
+	// the connection cleanly after its last frame it returns io.EOF
+	// (unwrapped). After Close it returns an error wrapping
+	// net.ErrClosed, never another frame, even one already received. A
+	// frame announcing more than ConnOptions.MaxFrameSize is an error
+	// wrapping ErrMessageTooLarge, returned before the frame's body is
+	// read; an empty frame or a torn one is an error too (wrapping
+	// ErrProtocol or io.ErrUnexpectedEOF). The env closes the Conn after
+	// any error: the transport need not.
 	ReadFrame() ([]byte, error)
-	// Close closes the connection and unblocks ReadFrame. It is safe to
-	// call more than once.
+	// Close closes the connection in both directions: ReadFrame and
+	// WriteFrames return at once with errors, and the peer's ReadFrame
+	// ends (with io.EOF after the frames already written, or with an
+	// error). Frames that WriteFrames returned for before Close should
+	// reach the peer when the network allows, but Close never waits for
+	// a peer that does not read for longer than about 250 ms. It is safe
+	// to call more than once and from any goroutine.
 	Close() error
 	// RemoteAddr labels the other end, in the form Listen takes
-	// ("127.0.0.1:53122"). Used in logs and for client-mode peers.
+	// ("127.0.0.1:53122"). It labels a client-mode peer (one without a
+	// listener) in events and logs, so two connections open at the same
+	// time must not share a label.
 	RemoteAddr() string
 }
 

@@ -21,10 +21,13 @@ const (
 	kindCancel = 14 // the asker gave up on request ID
 	kindLookup = 15 // does endpoint To exist? answered by Reply (body: its ref) or Fail
 	kindBeat   = 16 // heartbeat: nothing to do but notice the peer is alive
+	kindChunk  = 17 // a piece of a large frame, more to come (a chunk frame, not an envelope)
+	kindLast   = 18 // the last piece of a large frame (a chunk frame)
+	kindCredit = 19 // flow control: ID more bytes of credit for endpoint To
 )
 
 // protocolVersion is carried in Hello; envs refuse a peer of another version.
-const protocolVersion = 1
+const protocolVersion = 2
 
 const cborNull = 0xf6
 
@@ -403,7 +406,7 @@ func newFrame(n int) []byte {
 // Conn.WriteFrame (after writing it out, or after the reader is done with
 // it); it must not touch the frame afterwards. Calling it is optional, and
 // frames of any other origin are ignored.
-func ReleaseFrame(frame []byte) {
+func releaseFrame(frame []byte) {
 	n := cap(frame)
 	for i, c := range frameClasses {
 		if n == c.size {
@@ -414,4 +417,49 @@ func ReleaseFrame(frame []byte) {
 			return
 		}
 	}
+}
+
+// maxFrame is the largest frame the env writes or accepts: a chunk frame
+// with a full piece (docs/PROTOCOL.md).
+const maxFrame = 64<<10 + 64
+
+// chunkHeadMax is the most a chunk frame adds to its piece: the array
+// head, the kind, the id (up to 9 bytes) and the byte string's head (up
+// to 9).
+const chunkHeadMax = 1 + 1 + 9 + 9
+
+// appendChunk appends a chunk frame, the CBOR array [kind, id, piece], to b.
+func appendChunk(b []byte, id uint64, last bool, piece []byte) []byte {
+	kind := uint64(kindChunk)
+	if last {
+		kind = kindLast
+	}
+	b = append(b, 0x83)
+	b = appendUint(b, 0, kind)
+	b = appendUint(b, 0, id)
+	b = appendUint(b, 2, uint64(len(piece)))
+	return append(b, piece...)
+}
+
+// isChunk reports whether frame is a chunk frame rather than an envelope.
+func isChunk(frame []byte) bool { return len(frame) > 0 && frame[0] == 0x83 }
+
+// decodeChunk parses a chunk frame. piece aliases frame.
+func decodeChunk(frame []byte) (id uint64, last bool, piece []byte, err error) {
+	d := frameReader{b: frame, off: 1}
+	kind, ok := d.uint()
+	if !ok || (kind != kindChunk && kind != kindLast) {
+		return 0, false, nil, d.fail("a chunk frame's kind must be %d or %d", kindChunk, kindLast)
+	}
+	if id, ok = d.uint(); !ok || id == 0 {
+		return 0, false, nil, d.fail("bad chunk id")
+	}
+	major, n, ok := d.head()
+	if !ok || major != 2 || n != uint64(len(frame)-d.off) {
+		return 0, false, nil, d.fail("a chunk's piece must be a byte string ending the frame")
+	}
+	if n == 0 && kind == kindChunk {
+		return 0, false, nil, d.fail("empty chunk")
+	}
+	return id, kind == kindLast, frame[d.off:], nil
 }

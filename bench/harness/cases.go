@@ -1,6 +1,9 @@
 package harness
 
-import "fmt"
+import (
+	"fmt"
+	"slices"
+)
 
 // Workload is what a case measures.
 type Workload int
@@ -14,29 +17,56 @@ const (
 	// OneWay is one sender sending messages that need no reply, timed
 	// until the receiver has counted them all.
 	OneWay
+	// BulkAsk is one caller making sequential asks, each one timed, while
+	// another goroutine sends large one-way messages (Stress.BulkSize)
+	// over the same connection (stress.go).
+	BulkAsk
+	// SlowHeap is one sender sending one-way messages as fast as it can,
+	// for a fixed time, to a receiver that takes SlowDelay over each,
+	// with the heap sampled meanwhile (stress.go).
+	SlowHeap
 )
 
-// String names the workload in case names.
+// Workloads returns every workload, in report order.
+func Workloads() []Workload { return []Workload{Latency, Throughput, OneWay, BulkAsk, SlowHeap} }
+
+// String names the workload in case names and in -workloads lists.
 func (w Workload) String() string {
 	switch w {
 	case Latency:
 		return "latency"
 	case Throughput:
 		return "throughput"
-	default:
+	case OneWay:
 		return "oneway"
+	case BulkAsk:
+		return "bulk-ask"
+	default:
+		return "slow-heap"
 	}
+}
+
+// stress says whether w is one of the stress workloads, which run for a
+// fixed amount of work rather than a calibrated one, and whose failures
+// are results rather than the end of Run.
+func (w Workload) stress() bool { return w == BulkAsk || w == SlowHeap }
+
+// SelectWorkloads returns the workloads named in list, a comma-separated
+// list of names, in report order. An empty list selects every workload;
+// an unknown name is an error that lists the known ones.
+func SelectWorkloads(list string) ([]Workload, error) {
+	return selectNamed("workload", list, Workloads(), func(w Workload) []string { return []string{w.String()} })
 }
 
 // A Case is one workload with one payload size.
 type Case struct {
 	Workload Workload
-	Payload  int // bytes in each request (and reply)
+	Payload  int // bytes in each request (and reply), or one-way message
 	Callers  int // concurrent callers: 1 except for Throughput
 }
 
 // String names the case: "latency/64B", "throughput-32/1KiB",
-// "oneway/64KiB".
+// "oneway/64KiB", "bulk-ask/64B".
 func (c Case) String() string {
 	w := c.Workload.String()
 	if c.Workload == Throughput {
@@ -52,16 +82,41 @@ var Payloads = []int{64, 1 << 10, 64 << 10}
 // standard throughput cases.
 var ThroughputCallers = []int{1, 8, 32, 256}
 
-// Cases returns the standard cases: for each payload size, latency,
-// throughput with each number of callers, and one-way.
-func Cases() []Case {
+// BulkAskPayload and SlowHeapPayload are the payload sizes of the
+// stress cases: the small asks made during bulk sends, and the one-way
+// messages sent to the slow receiver.
+const (
+	BulkAskPayload  = 64
+	SlowHeapPayload = 1 << 10
+)
+
+// Cases returns the standard cases of the given workloads, or of every
+// workload if none is given: for each payload size, latency, throughput
+// with each number of callers, and one-way; then bulk-ask and slow-heap,
+// with one payload size each.
+func Cases(ws ...Workload) []Case {
+	if len(ws) == 0 {
+		ws = Workloads()
+	}
 	var cs []Case
 	for _, p := range Payloads {
-		cs = append(cs, Case{Latency, p, 1})
-		for _, c := range ThroughputCallers {
-			cs = append(cs, Case{Throughput, p, c})
+		if slices.Contains(ws, Latency) {
+			cs = append(cs, Case{Latency, p, 1})
 		}
-		cs = append(cs, Case{OneWay, p, 1})
+		if slices.Contains(ws, Throughput) {
+			for _, c := range ThroughputCallers {
+				cs = append(cs, Case{Throughput, p, c})
+			}
+		}
+		if slices.Contains(ws, OneWay) {
+			cs = append(cs, Case{OneWay, p, 1})
+		}
+	}
+	if slices.Contains(ws, BulkAsk) {
+		cs = append(cs, Case{BulkAsk, BulkAskPayload, 1})
+	}
+	if slices.Contains(ws, SlowHeap) {
+		cs = append(cs, Case{SlowHeap, SlowHeapPayload, 1})
 	}
 	return cs
 }

@@ -2,6 +2,7 @@ package harness
 
 import (
 	"errors"
+	"fmt"
 	"sync"
 )
 
@@ -63,26 +64,35 @@ func (a *chanAsker) Close() error {
 }
 
 // chanSender sends on a buffered channel drained and counted by one
-// goroutine.
+// goroutine (or, for slow-heap, drained by a goroutine that calls its
+// function for each message).
 type chanSender struct {
 	ch    chan []byte
-	count *counter
+	count *counter      // nil for slow-heap
 	stop  chan struct{} // closed by Close
 	wg    sync.WaitGroup
 	once  sync.Once
 }
 
 func (chanSystem) NewSender() (Sender, error) {
-	s := &chanSender{ch: make(chan []byte, 1024), count: new(counter), stop: make(chan struct{})}
+	c := new(counter)
+	s := newChanSender(c.add)
+	s.count = c
+	return s, nil
+}
+
+// newChanSender starts a goroutine that calls receive for each message.
+func newChanSender(receive func()) *chanSender {
+	s := &chanSender{ch: make(chan []byte, 1024), stop: make(chan struct{})}
 	s.wg.Go(func() {
 		for {
 			if _, ok := recv(s.ch, s.stop); !ok {
 				return
 			}
-			s.count.add()
+			receive()
 		}
 	})
-	return s, nil
+	return s
 }
 
 func (s *chanSender) SendN(msg []byte, n int) error {
@@ -93,6 +103,14 @@ func (s *chanSender) SendN(msg []byte, n int) error {
 		}
 	}
 	return s.count.await(done, s.stop)
+}
+
+// Send sends one message, waiting while the channel's buffer is full.
+func (s *chanSender) Send(msg []byte) error {
+	if !send(s.ch, msg, s.stop) {
+		return errClosed
+	}
+	return nil
 }
 
 func (s *chanSender) Close() error {
@@ -135,4 +153,12 @@ func recv[T any](ch <-chan T, stop <-chan struct{}) (T, bool) {
 		var zero T
 		return zero, false
 	}
+}
+
+func (s chanSystem) NewBulkAsker(func()) (BulkAsker, error) {
+	return nil, fmt.Errorf("%s: asks during bulk sends: %w (channels in one process have no connection to share)", s.Name(), errors.ErrUnsupported)
+}
+
+func (chanSystem) NewSlowSender(receive func()) (SlowSender, error) {
+	return newChanSender(receive), nil
 }

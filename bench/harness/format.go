@@ -48,6 +48,10 @@ func fmtRate(r float64) string {
 	}
 }
 
+// fmtMiB formats a number of bytes in MiB with three significant digits:
+// "0.52 MiB", "12.3 MiB", "1024 MiB".
+func fmtMiB(bytes float64) string { return sig3(bytes/(1<<20)) + " MiB" }
+
 // fmtRatio formats a ratio with three significant digits: "0.69x",
 // "1.10x", "23.4x", "2358x".
 func fmtRatio(x float64) string { return sig3(x) + "x" }
@@ -63,6 +67,27 @@ func fmtCount(x float64) string {
 		s = s[:i] + "," + s[i:]
 	}
 	return s
+}
+
+// fmtInt formats a count with thousands separators: "7", "1,234".
+func fmtInt(n int) string {
+	if n < 10 {
+		return strconv.Itoa(n)
+	}
+	return fmtCount(float64(n))
+}
+
+// fmtSetting formats a duration that is a setting, not a measurement:
+// "2 s", "300 ms", "60 s", "1.5 s".
+func fmtSetting(d time.Duration) string {
+	switch {
+	case d%time.Second == 0:
+		return fmt.Sprintf("%d s", d/time.Second)
+	case d%time.Millisecond == 0 && d < time.Second:
+		return fmt.Sprintf("%d ms", d/time.Millisecond)
+	default:
+		return fmtDuration(d)
+	}
 }
 
 // sizeLabel names a payload size for headers: "64 B", "1 KiB".

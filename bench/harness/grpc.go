@@ -54,7 +54,7 @@ func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
 // The service, written by hand in place of protoc's output: Unary echoes
 // one request, Echo echoes every message of a bidi stream, and Count
 // counts the messages of a client stream and answers with the count (8
-// bytes, big endian).
+// bytes, big endian), calling the server's onMessage, if any, for each.
 const (
 	grpcService = "rpcenv.bench.Bench"
 	grpcUnary   = "/" + grpcService + "/Unary"
@@ -94,7 +94,12 @@ func grpcEchoHandler(_ any, s grpc.ServerStream) error {
 	}
 }
 
-func grpcCountHandler(_ any, s grpc.ServerStream) error {
+// grpcServer is the service's implementation: what Count calls for each
+// message, or nil.
+type grpcServer struct{ onMessage func() }
+
+func grpcCountHandler(srv any, s grpc.ServerStream) error {
+	onMessage := srv.(*grpcServer).onMessage
 	var n uint64
 	var b []byte
 	for {
@@ -104,6 +109,9 @@ func grpcCountHandler(_ any, s grpc.ServerStream) error {
 			return err
 		}
 		n++
+		if onMessage != nil {
+			onMessage()
+		}
 	}
 	reply := binary.BigEndian.AppendUint64(nil, n)
 	return s.SendMsg(&reply)
@@ -133,13 +141,15 @@ type grpcPair struct {
 	err    error
 }
 
-func (s grpcSystem) open() (*grpcPair, error) {
+// open starts a server whose Count calls onMessage (if not nil) for each
+// message, with opts, and connects a client to it.
+func (s grpcSystem) open(onMessage func(), opts ...grpc.ServerOption) (*grpcPair, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", s.Name(), err)
 	}
-	p := &grpcPair{server: grpc.NewServer(grpc.WaitForHandlers(true))}
-	p.server.RegisterService(&grpcDesc, struct{}{})
+	p := &grpcPair{server: grpc.NewServer(append(opts, grpc.WaitForHandlers(true))...)}
+	p.server.RegisterService(&grpcDesc, &grpcServer{onMessage: onMessage})
 	p.wg.Go(func() { p.server.Serve(l) })
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	p.conn, err = grpc.NewClient("passthrough:///"+l.Addr().String(),
@@ -174,36 +184,45 @@ type grpcAsker struct {
 }
 
 func (s grpcSystem) NewAsker(callers int) (Asker, error) {
-	p, err := s.open()
+	p, err := s.open(nil)
 	if err != nil {
 		return nil, err
 	}
 	a := &grpcAsker{grpcPair: p}
 	for range callers {
-		var box, reply []byte // per caller, so that passing &box does not allocate per call
-		if !s.stream {
-			a.callers = append(a.callers, func(req []byte) ([]byte, error) {
-				box = req
-				err := p.conn.Invoke(p.ctx, grpcUnary, &box, &reply)
-				return reply, err
-			})
-			continue
-		}
-		st, err := p.conn.NewStream(p.ctx, &grpcDesc.Streams[0], grpcEcho)
+		call, err := s.caller(p)
 		if err != nil {
 			a.Close()
-			return nil, fmt.Errorf("%s: open stream: %w", s.Name(), err)
+			return nil, err
 		}
-		a.callers = append(a.callers, func(req []byte) ([]byte, error) {
-			box = req
-			if err := st.SendMsg(&box); err != nil {
-				return nil, err
-			}
-			err := st.RecvMsg(&reply)
-			return reply, err
-		})
+		a.callers = append(a.callers, call)
 	}
 	return a, nil
+}
+
+// caller returns an AskFunc that makes unary calls on p's connection, or
+// ping-pongs on a bidi stream of its own.
+func (s grpcSystem) caller(p *grpcPair) (AskFunc, error) {
+	var box, reply []byte // per caller, so that passing &box does not allocate per call
+	if !s.stream {
+		return func(req []byte) ([]byte, error) {
+			box = req
+			err := p.conn.Invoke(p.ctx, grpcUnary, &box, &reply)
+			return reply, err
+		}, nil
+	}
+	st, err := p.conn.NewStream(p.ctx, &grpcDesc.Streams[0], grpcEcho)
+	if err != nil {
+		return nil, fmt.Errorf("%s: open stream: %w", s.Name(), err)
+	}
+	return func(req []byte) ([]byte, error) {
+		box = req
+		if err := st.SendMsg(&box); err != nil {
+			return nil, err
+		}
+		err := st.RecvMsg(&reply)
+		return reply, err
+	}, nil
 }
 
 func (a *grpcAsker) Callers() []AskFunc { return a.callers }
@@ -215,7 +234,7 @@ func (s grpcSystem) NewSender() (Sender, error) {
 	if !s.stream {
 		return nil, fmt.Errorf("%s: one-way messages: %w", s.Name(), errors.ErrUnsupported)
 	}
-	p, err := s.open()
+	p, err := s.open(nil)
 	if err != nil {
 		return nil, err
 	}
@@ -243,4 +262,64 @@ func (s grpcSender) SendN(msg []byte, n int) error {
 		return fmt.Errorf("the server counted %x, want %d", reply, n)
 	}
 	return nil
+}
+
+// grpcBulkAsker asks as grpcAsker does, and sends bulk on a Count stream,
+// all on one ClientConn: one HTTP/2 connection.
+type grpcBulkAsker struct {
+	*grpcPair
+	ask  AskFunc
+	bulk grpc.ClientStream
+}
+
+// grpcMaxMessage is the largest message a bulk-ask server accepts (gRPC's
+// default is 4 MiB); clients send any size by default.
+const grpcMaxMessage = 1 << 30
+
+func (s grpcSystem) NewBulkAsker(onBulk func()) (BulkAsker, error) {
+	p, err := s.open(onBulk, grpc.MaxRecvMsgSize(grpcMaxMessage))
+	if err != nil {
+		return nil, err
+	}
+	a := &grpcBulkAsker{grpcPair: p}
+	if a.ask, err = s.caller(p); err != nil {
+		p.Close()
+		return nil, err
+	}
+	if a.bulk, err = p.conn.NewStream(p.ctx, &grpcDesc.Streams[1], grpcCount); err != nil {
+		p.Close()
+		return nil, fmt.Errorf("%s: open stream: %w", s.Name(), err)
+	}
+	return a, nil
+}
+
+func (a *grpcBulkAsker) Ask(req []byte) ([]byte, error) { return a.ask(req) }
+func (a *grpcBulkAsker) SendBulk(msg []byte) error      { return a.bulk.SendMsg(&msg) }
+
+// grpcSlowSender sends on one Count stream, which Close cancels.
+type grpcSlowSender struct {
+	*grpcPair
+	st  grpc.ClientStream
+	box []byte // passing &box does not allocate per message
+}
+
+func (s grpcSystem) NewSlowSender(receive func()) (SlowSender, error) {
+	if !s.stream {
+		return nil, fmt.Errorf("%s: one-way messages: %w", s.Name(), errors.ErrUnsupported)
+	}
+	p, err := s.open(receive)
+	if err != nil {
+		return nil, err
+	}
+	st, err := p.conn.NewStream(p.ctx, &grpcDesc.Streams[1], grpcCount)
+	if err != nil {
+		p.Close()
+		return nil, fmt.Errorf("%s: open stream: %w", s.Name(), err)
+	}
+	return &grpcSlowSender{grpcPair: p, st: st}, nil
+}
+
+func (s *grpcSlowSender) Send(msg []byte) error {
+	s.box = msg
+	return s.st.SendMsg(&s.box)
 }

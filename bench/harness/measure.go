@@ -19,6 +19,7 @@ type Options struct {
 	Cases     []Case
 	Rounds    int           // rounds over every case and system; at least 1
 	Benchtime time.Duration // about how long one timed run takes
+	Stress    Stress        // the stress workloads' parameters
 	Progress  io.Writer     // gets a line per run; nil for none
 }
 
@@ -41,6 +42,24 @@ type Result struct {
 	// AllocsPerOp and BytesPerOp are heap allocations per operation,
 	// client and server together (both live in this process).
 	AllocsPerOp, BytesPerOp float64
+
+	// Err says why a stress case failed, in the round where it first
+	// did; the figures are then zero.
+	Err string
+	// For BulkAsk, P50 and P99 are those of the asks, Max is the slowest
+	// ask, and Bulk the bulk messages received while the asks ran.
+	Max  time.Duration
+	Bulk int
+	// For SlowHeap: HeapGrowth is the peak size of the heap's objects
+	// during the run minus their size just before it, in bytes; Sent and
+	// Received count the messages of the run; Sending is how long the
+	// sender sent, less than Stress.SlowFor if the heap grew past
+	// Stress.HeapCap (Capped in any round); Closing is how long tearing
+	// the setup down took after the run.
+	HeapGrowth       float64
+	Sent, Received   int
+	Sending, Closing time.Duration
+	Capped           bool
 }
 
 // Results are the outcome of Run.
@@ -49,6 +68,7 @@ type Results struct {
 	Cases     []Case
 	Rounds    int
 	Benchtime time.Duration
+	Stress    Stress // with the defaults filled in
 	byKey     map[resultKey]Result
 }
 
@@ -79,6 +99,13 @@ type sample struct {
 	elapsed        time.Duration
 	p50, p99, mean time.Duration
 	allocs, bytes  uint64 // in the timed part, all goroutines
+
+	max            time.Duration // BulkAsk
+	bulk           int           // BulkAsk
+	heap           uint64        // SlowHeap
+	sent, received int           // SlowHeap
+	closing        time.Duration // SlowHeap; elapsed is the sending
+	capped         bool          // SlowHeap
 }
 
 // Run measures every system on every case, Rounds times. Round one fixes
@@ -88,7 +115,10 @@ type sample struct {
 // from the machine falls on all of them alike. Each run sets its system
 // up afresh and closes it after. The first error (a failed call, a wrong
 // echo, a count that never arrives, anything slower than Timeout) ends
-// Run with an error naming the system and the case.
+// Run with an error naming the system and the case, except in a stress
+// case (BulkAsk, SlowHeap), which does a fixed amount of work in every
+// round, and whose errors are results: the case is reported as failed
+// (Result.Err), and not run again in later rounds.
 func Run(opts Options) (*Results, error) {
 	if opts.Rounds < 1 {
 		return nil, fmt.Errorf("rounds = %d: want at least 1", opts.Rounds)
@@ -100,20 +130,36 @@ func Run(opts Options) (*Results, error) {
 	if progress == nil {
 		progress = io.Discard
 	}
-	res := &Results{Systems: opts.Systems, Cases: opts.Cases, Rounds: opts.Rounds, Benchtime: opts.Benchtime}
+	stress := opts.Stress.withDefaults()
+	res := &Results{Systems: opts.Systems, Cases: opts.Cases, Rounds: opts.Rounds, Benchtime: opts.Benchtime, Stress: stress}
 	ns := map[resultKey]int{}           // calibrated operation counts
 	samples := map[resultKey][]sample{} // nil for NA
+	failed := map[resultKey]error{}     // stress cases only
 	for round := range opts.Rounds {
 		for _, c := range opts.Cases {
 			for i := range opts.Systems {
 				sys := opts.Systems[(i+round)%len(opts.Systems)]
 				key := resultKey{sys.Name(), c}
-				if round > 0 && samples[key] == nil {
-					continue // not supported
+				if round > 0 && (samples[key] == nil || failed[key] != nil) {
+					continue // not supported, or failed
 				}
-				s, err := measure(sys, c, ns[key], opts.Benchtime)
+				var s sample
+				var err error
+				switch c.Workload {
+				case BulkAsk:
+					s, err = measureBulkAsk(sys, c, stress)
+				case SlowHeap:
+					s, err = measureSlowHeap(sys, c, stress)
+				default:
+					s, err = measure(sys, c, ns[key], opts.Benchtime)
+				}
 				if errors.Is(err, errors.ErrUnsupported) {
 					fmt.Fprintf(progress, "round %d/%d  %-18s %-14s n/a\n", round+1, opts.Rounds, c, sys.Name())
+					continue
+				}
+				if err != nil && c.Workload.stress() {
+					failed[key] = err
+					fmt.Fprintf(progress, "round %d/%d  %-18s %-14s FAILED: %v\n", round+1, opts.Rounds, c, sys.Name(), err)
 					continue
 				}
 				if err != nil {
@@ -127,15 +173,29 @@ func Run(opts Options) (*Results, error) {
 	}
 	for _, sys := range opts.Systems {
 		for _, c := range opts.Cases {
-			res.Set(summarize(sys.Name(), c, samples[resultKey{sys.Name(), c}]))
+			key := resultKey{sys.Name(), c}
+			if err := failed[key]; err != nil {
+				res.Set(Result{System: sys.Name(), Case: c, Err: err.Error()})
+				continue
+			}
+			res.Set(summarize(sys.Name(), c, samples[key]))
 		}
 	}
 	return res, nil
 }
 
 func (s sample) summary(c Case) string {
-	if c.Workload == Latency {
+	switch c.Workload {
+	case Latency:
 		return fmt.Sprintf("n=%d p50 %v p99 %v", s.n, s.p50, s.p99)
+	case BulkAsk:
+		return fmt.Sprintf("n=%d p50 %v p99 %v max %v, %d bulk meanwhile", s.n, s.p50, s.p99, s.max, s.bulk)
+	case SlowHeap:
+		capped := ""
+		if s.capped {
+			capped = fmt.Sprintf(" (cut short at %v)", s.elapsed.Round(time.Millisecond))
+		}
+		return fmt.Sprintf("heap +%s%s, sent %d in %v, received %d, closed in %v", fmtMiB(float64(s.heap)), capped, s.sent, s.elapsed.Round(time.Millisecond), s.received, s.closing.Round(time.Microsecond))
 	}
 	return fmt.Sprintf("n=%d %.0f/s", s.n, float64(s.n)/s.elapsed.Seconds())
 }
@@ -147,6 +207,22 @@ func summarize(system string, c Case, ss []sample) Result {
 		return r
 	}
 	r.N = ss[0].n
+	switch c.Workload {
+	case BulkAsk:
+		r.P50 = medianDuration(ss, func(s sample) time.Duration { return s.p50 })
+		r.P99 = medianDuration(ss, func(s sample) time.Duration { return s.p99 })
+		r.Max = medianDuration(ss, func(s sample) time.Duration { return s.max })
+		r.Bulk = int(medianOf(ss, func(s sample) float64 { return float64(s.bulk) }))
+		return r
+	case SlowHeap:
+		r.HeapGrowth = medianOf(ss, func(s sample) float64 { return float64(s.heap) })
+		r.Sent = int(medianOf(ss, func(s sample) float64 { return float64(s.sent) }))
+		r.Received = int(medianOf(ss, func(s sample) float64 { return float64(s.received) }))
+		r.Sending = medianDuration(ss, func(s sample) time.Duration { return s.elapsed })
+		r.Closing = medianDuration(ss, func(s sample) time.Duration { return s.closing })
+		r.Capped = slices.ContainsFunc(ss, func(s sample) bool { return s.capped })
+		return r
+	}
 	r.P50 = medianDuration(ss, func(s sample) time.Duration { return s.p50 })
 	r.P99 = medianDuration(ss, func(s sample) time.Duration { return s.p99 })
 	r.Mean = medianDuration(ss, func(s sample) time.Duration { return s.mean })

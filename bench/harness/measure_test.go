@@ -99,19 +99,21 @@ func TestCalibrateIgnoresASlowFirstRun(t *testing.T) {
 }
 
 // TestRunFillsEveryResult runs the engine end to end on two real
-// systems, one round, tiny benchtime.
+// systems, one round, tiny benchtime, every workload but the stress ones
+// (stress_test.go).
 func TestRunFillsEveryResult(t *testing.T) {
 	systems, err := SelectSystems("chan,raw-tcp")
 	if err != nil {
 		t.Fatal(err)
 	}
 	var progress strings.Builder
-	res, err := Run(Options{Systems: systems, Cases: Cases(), Rounds: 1, Benchtime: time.Millisecond, Progress: &progress})
+	cases := Cases(Latency, Throughput, OneWay)
+	res, err := Run(Options{Systems: systems, Cases: cases, Rounds: 1, Benchtime: time.Millisecond, Progress: &progress})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, sys := range systems {
-		for _, c := range Cases() {
+		for _, c := range cases {
 			x, ok := res.Get(sys.Name(), c)
 			switch {
 			case !ok:
@@ -199,5 +201,27 @@ func TestSelectSystems(t *testing.T) {
 	}
 	if all, err := SelectSystems(""); err != nil || len(all) != len(Systems()) {
 		t.Errorf("empty list: %d systems, %v", len(all), err)
+	}
+}
+
+func TestSelectWorkloadsAndTheirCases(t *testing.T) {
+	ws, err := SelectWorkloads(" slow-heap, latency ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(ws) != "[latency slow-heap]" {
+		t.Errorf("got %v, want report order", ws)
+	}
+	if got, want := fmt.Sprint(Cases(ws...)), "[latency/64B latency/1KiB latency/64KiB slow-heap/1KiB]"; got != want {
+		t.Errorf("cases %s, want %s", got, want)
+	}
+	if _, err := SelectWorkloads("latency,nope"); err == nil || !strings.Contains(err.Error(), "nope") || !strings.Contains(err.Error(), "bulk-ask") {
+		t.Errorf("unknown workload: error %v", err)
+	}
+	if all, err := SelectWorkloads(""); err != nil || len(all) != len(Workloads()) {
+		t.Errorf("empty list: %v, %v", all, err)
+	}
+	if n := len(Cases()); n != len(Cases(Workloads()...)) || n != len(Payloads)*(2+len(ThroughputCallers))+2 {
+		t.Errorf("%d cases in all", n)
 	}
 }

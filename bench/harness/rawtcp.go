@@ -3,6 +3,7 @@ package harness
 import (
 	"bufio"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -211,25 +212,37 @@ func rawEcho(c net.Conn) {
 }
 
 // rawSender writes one-way frames through a bufio.Writer to a server that
-// counts them.
+// counts them (or, for slow-heap, calls its function for each).
 type rawSender struct {
 	conn   net.Conn
 	server net.Conn
 	w      *bufio.Writer
 	frame  []byte
-	count  *counter
+	count  *counter      // nil for slow-heap
 	stop   chan struct{} // closed by Close
 	wg     sync.WaitGroup
 	once   sync.Once
 }
 
 func (s rawTCPSystem) NewSender() (Sender, error) {
+	c := new(counter)
+	snd, err := s.newSender(c.add)
+	if err != nil {
+		return nil, err
+	}
+	snd.count = c
+	return snd, nil
+}
+
+// newSender connects a client to a server that calls receive for each
+// one-way frame.
+func (s rawTCPSystem) newSender(receive func()) (*rawSender, error) {
 	client, server, err := loopback()
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", s.Name(), err)
 	}
-	snd := &rawSender{conn: client, server: server, w: bufio.NewWriterSize(client, rawBuffer), count: new(counter), stop: make(chan struct{})}
-	snd.wg.Go(func() { rawCount(server, snd.count) })
+	snd := &rawSender{conn: client, server: server, w: bufio.NewWriterSize(client, rawBuffer), stop: make(chan struct{})}
+	snd.wg.Go(func() { rawReceive(server, receive) })
 	return snd, nil
 }
 
@@ -248,6 +261,19 @@ func (s *rawSender) SendN(msg []byte, n int) error {
 	return s.count.await(done, s.stop)
 }
 
+// Send writes one frame into the buffer, which goes out when full: the
+// floor's batching, as SendN's. A slow server fills the kernel's socket
+// buffers, and then Send waits.
+func (s *rawSender) Send(msg []byte) error {
+	var h [4]byte
+	binary.BigEndian.PutUint32(h[:], uint32(len(msg)))
+	if _, err := s.w.Write(h[:]); err != nil {
+		return err
+	}
+	_, err := s.w.Write(msg)
+	return err
+}
+
 // Close closes both ends and waits for the server.
 func (s *rawSender) Close() error {
 	s.once.Do(func() {
@@ -259,8 +285,9 @@ func (s *rawSender) Close() error {
 	return nil
 }
 
-// rawCount counts the one-way frames it reads until the connection fails.
-func rawCount(c net.Conn, count *counter) {
+// rawReceive calls receive for each one-way frame it reads, until the
+// connection fails.
+func rawReceive(c net.Conn, receive func()) {
 	r := bufio.NewReaderSize(c, rawBuffer)
 	var h [4]byte
 	for {
@@ -274,6 +301,12 @@ func rawCount(c net.Conn, count *counter) {
 		if _, err := r.Discard(int(n)); err != nil {
 			return
 		}
-		count.add()
+		receive()
 	}
 }
+
+func (s rawTCPSystem) NewBulkAsker(func()) (BulkAsker, error) {
+	return nil, fmt.Errorf("%s: asks during bulk sends: %w (on one connection a floor would make each ask wait behind a whole bulk frame, and interleaving them takes a framing layer: a library, not a floor)", s.Name(), errors.ErrUnsupported)
+}
+
+func (s rawTCPSystem) NewSlowSender(receive func()) (SlowSender, error) { return s.newSender(receive) }

@@ -2,6 +2,7 @@ package harness
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -42,6 +43,8 @@ func Markdown(r *Results, m Machine) string {
 	writeMetric(&b, r, "One-way messages", "Messages per second from one sender, counted by the receiver. "+rateNote,
 		func(c Case) bool { return c.Workload == OneWay }, rateMetric)
 	writeAllocs(&b, r, 1<<10)
+	writeBulkAsk(&b, r)
+	writeSlowHeap(&b, r)
 	return b.String()
 }
 
@@ -74,7 +77,9 @@ about the benchtime, so every round does the same work; each round runs
 every case on every system, in an order that rotates from round to round.
 Each figure is the median over the rounds. Allocations count the client
 and the server together, since both live in the process. "n/a": the
-system has no such workload.
+system has no such workload. The last two tables put the systems under
+stress, each run with a fixed amount of work; a run that fails or hangs
+is closed and shown as "failed".
 
 `
 
@@ -100,17 +105,18 @@ func writeMachine(b *strings.Builder, r *Results, m Machine) {
 
 // A metric is what a table shows of a result: the cell's text and the
 // value whose ratio to Reference's is shown. Lower is better for times,
-// higher for rates.
+// higher for rates. A plain metric shows no ratio.
 type metric struct {
 	get         func(Result) (text string, value float64)
 	lowerBetter bool
+	plain       bool
 }
 
 func durationMetric(f func(Result) time.Duration) metric {
-	return metric{func(x Result) (string, float64) { return fmtDuration(f(x)), float64(f(x)) }, true}
+	return metric{get: func(x Result) (string, float64) { return fmtDuration(f(x)), float64(f(x)) }, lowerBetter: true}
 }
 
-var rateMetric = metric{func(x Result) (string, float64) { return fmtRate(x.Rate), x.Rate }, false}
+var rateMetric = metric{get: func(x Result) (string, float64) { return fmtRate(x.Rate), x.Rate }}
 
 // writeMetric writes a table of one metric: a row per system, a column
 // per payload size of the cases that keep selects.
@@ -145,18 +151,23 @@ func writeMetric(b *strings.Builder, r *Results, title, caption string, keep fun
 	b.WriteString("\n")
 }
 
-// cell is "value (ratio)", "n/a" for an unsupported workload, "-" for one
-// not run.
+// cell is "value (ratio)", "n/a" for an unsupported workload, "failed"
+// for a failed one, "-" for one not run.
 func cell(r *Results, system string, c Case, f metric) string {
 	x, ok := r.Get(system, c)
-	if !ok {
+	switch {
+	case !ok:
 		return "-"
-	}
-	if x.NA {
+	case x.NA:
 		return "n/a"
+	case x.Err != "":
+		return "failed"
 	}
 	text, v := f.get(x)
-	if ref, ok := r.Get(Reference, c); ok && !ref.NA {
+	if f.plain {
+		return text
+	}
+	if ref, ok := r.Get(Reference, c); ok && !ref.NA && ref.Err == "" {
 		if _, rv := f.get(ref); rv > 0 {
 			text += " (" + fmtRatio(v/rv) + ")"
 		}
@@ -173,6 +184,13 @@ func writeAllocs(b *strings.Builder, r *Results, size int) {
 		{"ask, 1 caller", Case{Latency, size, 1}},
 		{"ask, 32 callers", Case{Throughput, size, 32}},
 		{"one-way", Case{OneWay, size, 1}},
+	}
+	ran := false
+	for _, col := range cols {
+		ran = ran || slices.Contains(r.Cases, col.c)
+	}
+	if !ran {
+		return
 	}
 	fmt.Fprintf(b, "### Allocations, %s payload\n\n", sizeLabel(size))
 	b.WriteString("Heap allocations per operation (allocs/op) and bytes they allocated (B/op), client and server together.\n\n")
@@ -199,6 +217,132 @@ func writeAllocs(b *strings.Builder, r *Results, size int) {
 	t.write(b)
 	b.WriteString("\n")
 }
+
+// writeBulkAsk writes the table of the bulk-ask case, if it ran.
+func writeBulkAsk(b *strings.Builder, r *Results) {
+	c, ok := findCase(r, BulkAsk)
+	if !ok {
+		return
+	}
+	o := r.Stress
+	fmt.Fprintf(b, "### Ask latency during bulk sends\n\n")
+	fmt.Fprintf(b, `While one goroutine sends %s one-way messages back to back, another
+makes %d sequential asks of %s over the same connection, each timed,
+from the time the first bulk message has arrived. The bulk sender keeps at
+most %d messages sent and not yet received, so that one always waits
+behind the one in flight. rpcenv: `+"`Ref.Send`"+` to a second endpoint of the
+server env, which drops them. grpc-unary and grpc-stream: a client stream
+of bulk messages on the same ClientConn (server MaxRecvMsgSize raised),
+beside unary calls or a bidi stream. net/rpc: bulk calls on the same
+`+"`rpc.Client`"+`, one after another (it has no one-way messages, so each waits
+for its empty reply). raw-tcp and chan: n/a, as a floor cannot express it
+honestly: on one connection each ask would wait behind a whole bulk frame,
+and interleaving them takes a framing layer, a library rather than a
+floor; channels have no connection to share. A run that takes more than
+%s fails. "bulk meanwhile": bulk messages received while the asks ran.
+
+`, sizeLabel(o.BulkSize), o.BulkAsks, sizeLabel(c.Payload), bulkWindow, fmtSetting(o.Timeout))
+	t := &table{header: []string{"system", "p50", "p99", "max", "bulk meanwhile"}, right: []bool{false, true, true, true, true}}
+	for _, sys := range r.Systems {
+		t.add(sys.Name(),
+			cell(r, sys.Name(), c, plainDuration(func(x Result) time.Duration { return x.P50 })),
+			cell(r, sys.Name(), c, plainDuration(func(x Result) time.Duration { return x.P99 })),
+			cell(r, sys.Name(), c, plainDuration(func(x Result) time.Duration { return x.Max })),
+			cell(r, sys.Name(), c, countMetric(func(x Result) int { return x.Bulk })))
+	}
+	t.write(b)
+	b.WriteString("\n")
+	writeFailures(b, r, c)
+}
+
+// writeSlowHeap writes the table of the slow-heap case, if it ran.
+func writeSlowHeap(b *strings.Builder, r *Results) {
+	c, ok := findCase(r, SlowHeap)
+	if !ok {
+		return
+	}
+	o := r.Stress
+	fmt.Fprintf(b, "### Heap with a slow receiver\n\n")
+	fmt.Fprintf(b, `One sender sends %s one-way messages as fast as the system lets it,
+for %s, to a receiver that takes %s over each (a sleep in the handler:
+a slow consumer). Every %s another goroutine samples the heap's
+objects (runtime/metrics `+"`%s`"+`: live
+objects, and dead ones not yet swept); "heap growth" is their peak minus
+their size right before the run, just after a collection. Sender and
+receiver share the process, so it counts both: a system whose send waits
+for the receiver (backpressure) stays flat, one that queues without bound
+grows. A run whose heap grows by more than %s is cut short ("≥").
+The sender checks the time between sends, so a send that waits for the
+receiver can make the run last longer ("time"). "sent" and "received"
+count the messages of the run; "close" is how long tearing the setup down
+took after it, without draining the backlog (rpcenv's Shutdown runs the
+messages already in an endpoint's inbox, so the receiver stops taking its
+time first). grpc-unary and net/rpc: n/a, no one-way messages.
+
+`, sizeLabel(c.Payload), fmtSetting(o.SlowFor), fmtSetting(SlowDelay), fmtSetting(heapInterval), heapMetric, fmtMiB(float64(o.HeapCap)))
+	heap := metric{get: func(x Result) (string, float64) {
+		if x.Capped {
+			return "≥ " + fmtMiB(x.HeapGrowth), x.HeapGrowth
+		}
+		return fmtMiB(x.HeapGrowth), x.HeapGrowth
+	}, plain: true}
+	t := &table{header: []string{"system", "heap growth, lower is better", "sent", "received", "time", "close"}, right: []bool{false, true, true, true, true, true}}
+	for _, sys := range r.Systems {
+		t.add(sys.Name(),
+			cell(r, sys.Name(), c, heap),
+			cell(r, sys.Name(), c, countMetric(func(x Result) int { return x.Sent })),
+			cell(r, sys.Name(), c, countMetric(func(x Result) int { return x.Received })),
+			cell(r, sys.Name(), c, plainDuration(func(x Result) time.Duration { return x.Sending })),
+			cell(r, sys.Name(), c, plainDuration(func(x Result) time.Duration { return x.Closing })))
+	}
+	t.write(b)
+	b.WriteString("\n")
+	writeFailures(b, r, c)
+}
+
+// countMetric shows a count, with no ratio.
+func countMetric(f func(Result) int) metric {
+	return metric{get: func(x Result) (string, float64) { return fmtInt(f(x)), float64(f(x)) }, plain: true}
+}
+
+// plainDuration shows a duration, with no ratio.
+func plainDuration(f func(Result) time.Duration) metric {
+	m := durationMetric(f)
+	m.plain = true
+	return m
+}
+
+// findCase returns r's first case of workload w.
+func findCase(r *Results, w Workload) (Case, bool) {
+	for _, c := range r.Cases {
+		if c.Workload == w {
+			return c, true
+		}
+	}
+	return Case{}, false
+}
+
+// writeFailures lists why each failed system failed on c, if any did.
+func writeFailures(b *strings.Builder, r *Results, c Case) {
+	var lines []string
+	for _, sys := range r.Systems {
+		if x, ok := r.Get(sys.Name(), c); ok && x.Err != "" {
+			lines = append(lines, fmt.Sprintf("- %s: %s\n", sys.Name(), oneLine(x.Err)))
+		}
+	}
+	if len(lines) == 0 {
+		return
+	}
+	b.WriteString("Failed:\n\n")
+	for _, l := range lines {
+		b.WriteString(l)
+	}
+	b.WriteString("\n")
+}
+
+// oneLine puts the lines of s on one, separated by "; ", so that an
+// error stays in its list item.
+func oneLine(s string) string { return strings.ReplaceAll(s, "\n", "; ") }
 
 // A target is a goal for rpcenv, as a bound on the ratio of two systems'
 // figures on one case.

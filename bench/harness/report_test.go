@@ -12,15 +12,31 @@ import (
 
 // fakeResults has every system on every case, with made-up figures:
 // system i's latency is (i+1) µs and its rate 1000×(i+1) per second;
-// grpc-unary and net/rpc have no one-way results.
+// grpc-unary and net/rpc have no one-way or slow-heap results, raw-tcp
+// and chan no bulk-ask ones, and rpcenv-quic failed bulk-ask. In the
+// stress cases, system i's max is 10×(i+1) µs, its bulk count i, its
+// heap growth i MiB, and it sent 1000×(i+1) messages and received 100.
 func fakeResults() *Results {
-	r := &Results{Systems: Systems(), Cases: Cases(), Rounds: 5, Benchtime: 250 * time.Millisecond}
+	r := &Results{Systems: Systems(), Cases: Cases(), Rounds: 5, Benchtime: 250 * time.Millisecond, Stress: Stress{}.withDefaults()}
 	for i, sys := range r.Systems {
 		for _, c := range r.Cases {
 			x := Result{System: sys.Name(), Case: c, N: 1000}
-			if c.Workload == OneWay && (sys.Name() == "grpc-unary" || sys.Name() == "net/rpc") {
+			noOneWay := sys.Name() == "grpc-unary" || sys.Name() == "net/rpc"
+			switch {
+			case (c.Workload == OneWay || c.Workload == SlowHeap) && noOneWay,
+				c.Workload == BulkAsk && (sys.Name() == "raw-tcp" || sys.Name() == "chan"):
 				x.NA = true
-			} else {
+			case c.Workload == BulkAsk && sys.Name() == "rpcenv-quic":
+				x.Err = "no result within 1m0s (closed the connection; then: ask 7 of 200: closed)"
+			case c.Workload.stress():
+				x.P50 = time.Duration(i+1) * time.Microsecond
+				x.P99 = 3 * x.P50
+				x.Max = 10 * x.P50
+				x.Bulk = i
+				x.HeapGrowth = float64(i << 20)
+				x.Sent, x.Received = 1000*(i+1), 100
+				x.Sending, x.Closing = 2*time.Second, time.Duration(i+1)*time.Millisecond
+			default:
 				x.P50 = time.Duration(i+1) * time.Microsecond
 				x.P99 = 3 * x.P50
 				x.Mean = 2 * x.P50
@@ -60,6 +76,39 @@ func TestMarkdownShowsValuesRatiosAndNA(t *testing.T) {
 		if !strings.Contains(flat, want) {
 			t.Errorf("the report lacks %q", want)
 		}
+	}
+	if t.Failed() {
+		t.Log(md)
+	}
+}
+
+func TestMarkdownShowsTheStressTables(t *testing.T) {
+	md := Markdown(fakeResults(), fakeMachine())
+	flat := strings.Join(strings.Fields(md), " ")
+	for _, want := range []string{
+		"### Ask latency during bulk sends",
+		"sends 32 MiB one-way messages back to back, another makes 200 sequential asks of 64 B",
+		"A run that takes more than 60 s fails.",
+		"| system | p50 | p99 | max | bulk meanwhile |",
+		"| rpcenv-tcp | 2.00 µs | 6.00 µs | 20.0 µs | 1 |", // system 2, no ratios
+		"| net/rpc | 6.00 µs | 18.0 µs | 60.0 µs | 5 |",
+		"| rpcenv-quic | failed | failed | failed | failed |",
+		"| chan | n/a | n/a | n/a | n/a |",
+		"- rpcenv-quic: no result within 1m0s (closed the connection; then: ask 7 of 200: closed)",
+		"### Heap with a slow receiver",
+		"for 2 s, to a receiver that takes 1 ms over each",
+		"by more than 1024 MiB is cut short",
+		"| system | heap growth, lower is better | sent | received | time | close |",
+		"| rpcenv-inproc | 0.00 MiB | 1,000 | 100 | 2.00 s | 1.00 ms |",
+		"| chan | 7.00 MiB | 8,000 | 100 | 2.00 s | 8.00 ms |",
+		"| net/rpc | n/a | n/a | n/a | n/a | n/a |",
+	} {
+		if !strings.Contains(flat, want) {
+			t.Errorf("the report lacks %q", want)
+		}
+	}
+	if strings.Count(flat, "Failed:") != 1 {
+		t.Errorf("want one list of failures")
 	}
 	if t.Failed() {
 		t.Log(md)

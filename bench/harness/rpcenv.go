@@ -42,20 +42,21 @@ func quicTransport() (core.Transport, string) {
 func (s rpcenvSystem) Name() string { return s.name }
 func (s rpcenvSystem) Group() Group { return GroupRPCEnv }
 
-// rpcenvPair is a listening env with one endpoint and a client-mode env
-// holding a ref to it, over one connection (opened by the Lookup).
+// rpcenvPair is a listening env and a client-mode env holding refs to
+// its endpoints, over one connection (opened by the first Lookup).
 type rpcenvPair struct {
+	name           string // the system's
 	server, client *core.Env
-	ref            *core.Ref
+	ref            *core.Ref     // to the endpoint of open
 	stop           chan struct{} // closed by Close
 	once           sync.Once
 	err            error
 }
 
-// open starts both envs and registers ep in the server under name.
+// open starts both envs and adds ep under name (see add).
 func (s rpcenvSystem) open(name string, ep core.Endpoint, opts ...core.EndpointOption) (*rpcenvPair, error) {
 	tr, listen := s.transport()
-	p := &rpcenvPair{stop: make(chan struct{})}
+	p := &rpcenvPair{name: s.name, stop: make(chan struct{})}
 	var err error
 	p.server, err = core.NewEnv(core.Config{Name: "server", Listen: listen, Transports: []core.Transport{tr}, Logger: discard, AskTimeout: Timeout})
 	if err != nil {
@@ -66,17 +67,26 @@ func (s rpcenvSystem) open(name string, ep core.Endpoint, opts ...core.EndpointO
 		p.Close()
 		return nil, fmt.Errorf("%s: client env: %w", s.name, err)
 	}
-	if _, err := p.server.Register(name, ep, opts...); err != nil {
+	if p.ref, err = p.add(name, ep, opts...); err != nil {
 		p.Close()
-		return nil, fmt.Errorf("%s: %w", s.name, err)
+		return nil, err
+	}
+	return p, nil
+}
+
+// add registers ep in the server under name and returns the client's
+// ref to it. The first add opens the connection; later ones share it.
+func (p *rpcenvPair) add(name string, ep core.Endpoint, opts ...core.EndpointOption) (*core.Ref, error) {
+	if _, err := p.server.Register(name, ep, opts...); err != nil {
+		return nil, fmt.Errorf("%s: %w", p.name, err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
 	defer cancel()
-	if p.ref, err = p.client.Lookup(ctx, p.server.Address()+"/"+name); err != nil {
-		p.Close()
-		return nil, fmt.Errorf("%s: %w", s.name, err)
+	ref, err := p.client.Lookup(ctx, p.server.Address()+"/"+name)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", p.name, err)
 	}
-	return p, nil
+	return ref, nil
 }
 
 // Close shuts down the client env, then the server env.
@@ -113,30 +123,32 @@ func (s rpcenvSystem) NewAsker(callers int) (Asker, error) {
 		return nil, err
 	}
 	a := &rpcenvAsker{rpcenvPair: p}
-	ctx := context.Background() // the env's AskTimeout bounds each ask
 	for range callers {
-		a.callers = append(a.callers, func(req []byte) ([]byte, error) {
-			v, err := p.ref.Ask(ctx, Payload{Data: req})
-			if err != nil {
-				return nil, err
-			}
-			reply, ok := v.(Payload)
-			if !ok {
-				return nil, fmt.Errorf("the reply is a %T, not a Payload", v)
-			}
-			return reply.Data, nil
-		})
+		a.callers = append(a.callers, func(req []byte) ([]byte, error) { return rpcenvAsk(p.ref, req) })
 	}
 	return a, nil
 }
 
+// rpcenvAsk asks ref with req in a Payload and returns the reply's bytes.
+func rpcenvAsk(ref *core.Ref, req []byte) ([]byte, error) {
+	v, err := ref.Ask(context.Background(), Payload{Data: req}) // the env's AskTimeout bounds it
+	if err != nil {
+		return nil, err
+	}
+	reply, ok := v.(Payload)
+	if !ok {
+		return nil, fmt.Errorf("the reply is a %T, not a Payload", v)
+	}
+	return reply.Data, nil
+}
+
 func (a *rpcenvAsker) Callers() []AskFunc { return a.callers }
 
-// countEndpoint counts the messages sent to it.
-type countEndpoint struct{ c *counter }
+// callEndpoint calls its function for each message, which it drops.
+type callEndpoint func()
 
-func (e countEndpoint) Receive(*core.Context, any) error {
-	e.c.add()
+func (f callEndpoint) Receive(*core.Context, any) error {
+	f()
 	return nil
 }
 
@@ -148,7 +160,7 @@ type rpcenvSender struct {
 
 func (s rpcenvSystem) NewSender() (Sender, error) {
 	c := new(counter)
-	p, err := s.open("count", countEndpoint{c})
+	p, err := s.open("count", callEndpoint(c.add))
 	if err != nil {
 		return nil, err
 	}
@@ -164,3 +176,39 @@ func (s *rpcenvSender) SendN(msg []byte, n int) error {
 	}
 	return s.count.await(done, s.stop)
 }
+
+// rpcenvBulkAsker asks the echo endpoint and sends bulk to a second
+// endpoint of the same server env, over the same connection.
+type rpcenvBulkAsker struct {
+	*rpcenvPair
+	bulk *core.Ref
+}
+
+func (s rpcenvSystem) NewBulkAsker(onBulk func()) (BulkAsker, error) {
+	p, err := s.open("echo", echo{}, core.WithConcurrency(echoConcurrency))
+	if err != nil {
+		return nil, err
+	}
+	bulk, err := p.add("bulk", callEndpoint(onBulk))
+	if err != nil {
+		p.Close()
+		return nil, err
+	}
+	return &rpcenvBulkAsker{rpcenvPair: p, bulk: bulk}, nil
+}
+
+func (a *rpcenvBulkAsker) Ask(req []byte) ([]byte, error) { return rpcenvAsk(a.ref, req) }
+func (a *rpcenvBulkAsker) SendBulk(msg []byte) error      { return a.bulk.Send(Payload{Data: msg}) }
+
+// rpcenvSlowSender sends to an endpoint that calls receive.
+type rpcenvSlowSender struct{ *rpcenvPair }
+
+func (s rpcenvSystem) NewSlowSender(receive func()) (SlowSender, error) {
+	p, err := s.open("slow", callEndpoint(receive))
+	if err != nil {
+		return nil, err
+	}
+	return rpcenvSlowSender{p}, nil
+}
+
+func (s rpcenvSlowSender) Send(msg []byte) error { return s.ref.Send(Payload{Data: msg}) }

@@ -1,7 +1,6 @@
 package harness
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -27,6 +26,18 @@ type System interface {
 	// and a client that sends them one way. It returns an error wrapping
 	// errors.ErrUnsupported if the system has no one-way messages.
 	NewSender() (Sender, error)
+	// NewBulkAsker sets up a server with an echo handler and a bulk
+	// receiver that calls onBulk for each message it receives, then
+	// drops it, and a client that reaches both over one connection. It
+	// returns an error wrapping errors.ErrUnsupported if the system
+	// cannot carry both on one connection.
+	NewBulkAsker(onBulk func()) (BulkAsker, error)
+	// NewSlowSender sets up a server whose receiver calls receive for
+	// each message, one at a time and in order (receive takes its time:
+	// it plays a slow consumer), and a client that sends one way. It
+	// returns an error wrapping errors.ErrUnsupported if the system has
+	// no one-way messages.
+	NewSlowSender(receive func()) (SlowSender, error)
 }
 
 // Group is what kind of system a System is.
@@ -82,6 +93,38 @@ type Sender interface {
 	io.Closer
 }
 
+// A BulkAsker is the client side of a bulk-ask setup: asks and bulk
+// messages over one connection.
+type BulkAsker interface {
+	// Ask asks the echo handler, as an AskFunc does. One goroutine at a
+	// time may ask, at the same time as another sends bulk.
+	Ask(req []byte) (reply []byte, err error)
+	// SendBulk sends msg to the bulk receiver, one way (net/rpc, which
+	// has no one-way messages, returns when the call does). One
+	// goroutine at a time may send bulk. It may block while the system
+	// pushes back, and fails once Close has been called.
+	SendBulk(msg []byte) error
+	// Close tears down the client, the server and the connection, and
+	// waits for their goroutines to exit. Asks and sends in progress
+	// fail. It is safe to call more than once, and from any goroutine.
+	io.Closer
+}
+
+// A SlowSender is the client side of a slow-heap setup.
+type SlowSender interface {
+	// Send sends msg one way. It may block while the system pushes back,
+	// and fails once Close has been called. One goroutine at a time.
+	Send(msg []byte) error
+	// Close tears down the client, the server and the connection, and
+	// waits for their goroutines to exit. It drops what is queued rather
+	// than deliver it, except where the system cannot (rpcenv's Shutdown
+	// runs the messages already in an endpoint's inbox): there receive
+	// is called for each, so callers make it quick before they Close. A
+	// Send in progress fails. It is safe to call more than once, and from
+	// any goroutine.
+	io.Closer
+}
+
 // Timeout bounds every wait of a system and of the engine: a reply, a
 // count or a whole run that takes longer is an error, so that no run can
 // hang.
@@ -111,7 +154,13 @@ func BenchName(s System) string { return strings.ReplaceAll(s.Name(), "/", "-") 
 // of names (Name or BenchName), in report order. An empty list selects
 // every system; an unknown name is an error that lists the known ones.
 func SelectSystems(list string) ([]System, error) {
-	all := Systems()
+	return selectNamed("system", list, Systems(), func(s System) []string { return []string{s.Name(), BenchName(s)} })
+}
+
+// selectNamed returns the items of all that list names, in the order of
+// all: every item if list is empty. names gives the names an item answers
+// to, the first of which is its name in errors.
+func selectNamed[T any](what, list string, all []T, names func(T) []string) ([]T, error) {
 	if strings.TrimSpace(list) == "" {
 		return all, nil
 	}
@@ -121,22 +170,24 @@ func SelectSystems(list string) ([]System, error) {
 			want[name] = true
 		}
 	}
-	var picked []System
+	var picked []T
 	var known []string
-	for _, s := range all {
-		known = append(known, s.Name())
-		if want[s.Name()] || want[BenchName(s)] {
-			picked = append(picked, s)
-			delete(want, s.Name())
-			delete(want, BenchName(s))
+	for _, x := range all {
+		ns := names(x)
+		known = append(known, ns[0])
+		if slices.ContainsFunc(ns, func(n string) bool { return want[n] }) {
+			picked = append(picked, x)
+		}
+		for _, n := range ns {
+			delete(want, n)
 		}
 	}
 	if len(want) > 0 {
 		unknown := slices.Sorted(maps.Keys(want))
-		return nil, fmt.Errorf("unknown system %s (known: %s)", strings.Join(unknown, ", "), strings.Join(known, ", "))
+		return nil, fmt.Errorf("unknown %s %s (known: %s)", what, strings.Join(unknown, ", "), strings.Join(known, ", "))
 	}
 	if len(picked) == 0 {
-		return nil, errors.New("no system selected")
+		return nil, fmt.Errorf("no %s selected", what)
 	}
 	return picked, nil
 }

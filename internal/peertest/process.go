@@ -94,20 +94,25 @@ func TestSIGKILL(t *testing.T, transport string, tr core.Transport) {
 	}
 }
 
-// TestSIGSTOP pauses a child process (SIGSTOP) while an ask to it is in
-// flight: its sockets stay open, nothing arrives, as with an unplugged
-// machine. The ask must fail with ErrDisconnected naming
-// Config.PeerTimeout, and OnDisconnected must fire.
+// TestSIGSTOP pauses a child process (SIGSTOP) while this side writes
+// to it at full speed and an ask to it is in flight: its sockets stay
+// open, nothing arrives and nothing more is read, as with a frozen
+// machine. Asks with short deadlines end by them, the in-flight ask fails
+// with ErrDisconnected naming Config.PeerTimeout, OnDisconnected fires,
+// and the sender blocked on the full connection is released with
+// ErrDisconnected: the liveness check does not need the data path.
 func TestSIGSTOP(t *testing.T, transport string, tr core.Transport) {
 	// The child must heartbeat faster than our PeerTimeout while it runs.
 	ch := StartChild(t, transport, "-heartbeat=50ms", "-peer-timeout=10s")
-	env := StartEnv(t, tr, core.Config{Name: "parent", HeartbeatInterval: 50 * time.Millisecond, PeerTimeout: 300 * time.Millisecond})
+	const beat, peerTimeout = 50 * time.Millisecond, 300 * time.Millisecond
+	env := StartEnv(t, tr, core.Config{Name: "parent", HeartbeatInterval: beat, PeerTimeout: peerTimeout})
 	got := make(chan Echo, 16)
 	back := MustRegister(t, env, "back", backEndpoint(got))
 	disconnected := make(chan string, 4)
 	MustRegister(t, env, "observer", observer(disconnected))
 
 	hang := MustLookup(t, env, ch.Addr+"/hang")
+	echoRef := MustLookup(t, env, ch.Addr+"/echo")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	errs := make(chan error, 1)
@@ -117,17 +122,59 @@ func TestSIGSTOP(t *testing.T, transport string, tr core.Transport) {
 	}()
 	Await(t, got, "the hang endpoint's notice")
 
+	// Bulk to the hang endpoint (which ignores it), as fast as it goes.
+	bulkErr := make(chan error, 1)
+	go func() {
+		blob := Echo{S: strings.Repeat("x", 64<<10)}
+		for range 1 << 20 { // 64 GiB: far more than any buffer
+			if err := hang.Send(blob); err != nil {
+				bulkErr <- err
+				return
+			}
+		}
+		bulkErr <- nil
+	}()
+	if v, err := AskWithin(t, echoRef, Echo{N: 2}); err != nil || v != (Echo{N: 2}) {
+		t.Fatalf("Ask while writing bulk = %#v, %v", v, err)
+	}
+
 	// A stopped process keeps its sockets open: no FIN, no RST, only
 	// silence, as with an unplugged machine.
 	if err := syscall.Kill(ch.Cmd.Process.Pid, syscall.SIGSTOP); err != nil {
 		t.Fatalf("SIGSTOP: %v", err)
 	}
 	defer syscall.Kill(ch.Cmd.Process.Pid, syscall.SIGCONT)
+	// kill returns before every thread of the child has stopped: wait
+	// for the kernel to report it stopped (WUNTRACED reports a stop
+	// without reaping), so that nothing it does comes after this point.
+	var ws syscall.WaitStatus
+	if _, err := syscall.Wait4(ch.Cmd.Process.Pid, &ws, syscall.WUNTRACED, nil); err != nil || !ws.Stopped() {
+		t.Fatalf("waiting for the child to stop: %v (status %v)", err, ws)
+	}
+	stopped := time.Now()
+	short := make(chan error, 3)
+	for range cap(short) {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+			defer cancel()
+			_, err := echoRef.Ask(ctx, Echo{N: 3})
+			short <- err
+		}()
+	}
+	for range cap(short) {
+		if err := Await(t, short, "a short ask to the stopped peer"); !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, core.ErrDisconnected) {
+			t.Errorf("a 100ms ask to a stopped peer: %v; want its deadline or ErrDisconnected", err)
+		}
+	}
 	err := Await(t, errs, "the in-flight ask to fail after PeerTimeout")
 	if !errors.Is(err, core.ErrDisconnected) || !strings.Contains(err.Error(), "Config.PeerTimeout") {
 		t.Fatalf("in-flight ask to a stopped peer: %v; want ErrDisconnected naming Config.PeerTimeout", err)
 	}
+	t.Logf("declared dead %v after SIGSTOP (PeerTimeout %v, heartbeat %v)", time.Since(stopped).Round(time.Millisecond), peerTimeout, beat)
 	if remote := Await(t, disconnected, "OnDisconnected for the stopped peer"); remote != ch.Addr {
 		t.Errorf("OnDisconnected(%q), want the child's %q", remote, ch.Addr)
+	}
+	if err := Await(t, bulkErr, "the bulk sender's release"); !errors.Is(err, core.ErrDisconnected) {
+		t.Errorf("the sender writing to the stopped peer returned %v; want ErrDisconnected", err)
 	}
 }

@@ -7,9 +7,13 @@
 // exactly as they would cross TCP, encoded by the same codec and bound by
 // the same size limit, so a test on inproc means what it would mean on a
 // network transport. Connections can be cut with [Transport.Sever] to
-// test what happens when a link breaks. Like TCP's socket buffers, a
-// connection holds a bounded amount unread (256 KiB): a writer beyond it
-// waits for the reader.
+// test what happens when a link breaks.
+//
+// WriteFrames copies each frame into the connection's queue, in buffers
+// the package recycles by size class, and returns: the caller's memory is
+// its own again at once, as after a write to a socket. Like TCP's socket
+// buffers, a connection holds a bounded amount unread (256 KiB): a writer
+// beyond it waits for the reader, or for either end to close.
 package inproc
 
 import (
@@ -18,6 +22,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sort"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -65,9 +70,9 @@ func (t *Transport) Dial(ctx context.Context, addr string, opts core.ConnOptions
 	if l == nil {
 		return nil, fmt.Errorf("inproc: dial inproc://%s: connection refused (no env listens on that name in this namespace)", addr)
 	}
-	a, b := newQueue(), newQueue()
-	client := &conn{t: t, in: a, out: b, remote: addr, opts: opts}
-	server := &conn{t: t, in: b, out: a, remote: "~client-" + strconv.FormatUint(t.clients.Add(1), 10), opts: l.opts}
+	toServer, toClient := newQueue(l.opts.MaxFrameSize), newQueue(opts.MaxFrameSize)
+	client := &conn{t: t, in: toClient, out: toServer, remote: addr}
+	server := &conn{t: t, in: toServer, out: toClient, remote: "~client-" + strconv.FormatUint(t.clients.Add(1), 10)}
 	t.track(client, server)
 	select {
 	case l.accept <- server:
@@ -102,10 +107,13 @@ func (t *Transport) Sever() int {
 		all = append(all, c)
 	}
 	t.mu.Unlock()
+	n := 0
 	for _, c := range all {
-		c.Close()
+		if c.sever() {
+			n++
+		}
 	}
-	return len(all)
+	return n
 }
 
 type listener struct {
@@ -141,20 +149,22 @@ func (l *listener) Close() error {
 }
 
 // conn is one end of an in-process connection: it reads from in and
-// writes to the other end's in.
+// writes to out, the other end's in.
 type conn struct {
 	t      *Transport
 	in     *queue
 	out    *queue
 	remote string
-	opts   core.ConnOptions // the frame limits
-	nread  int              // frames ReadFrame returned
-	once   sync.Once
-	last   []byte // the frame ReadFrame returned last, released at the next call
+	closed atomic.Bool // set by Close
+	once   sync.Once   // Close or sever, whichever comes first, ends the connection
+	last   *[]byte     // the buffer of the frame ReadFrame returned last, recycled at the next call
 }
 
-func (c *conn) WriteFrame(lane uint64, frame []byte) error {
-	if err := c.out.push(frame); err != nil {
+// WriteFrames copies frames into the other end's queue, waiting while it
+// holds more than 256 KiB unread. A frame over the reader's limit is not
+// copied: the reader's ReadFrame fails on it, as on TCP.
+func (c *conn) WriteFrames(frames [][]byte) error {
+	if err := c.out.push(frames); err != nil {
 		return fmt.Errorf("inproc: write to %s: %w", c.remote, err)
 	}
 	return nil
@@ -162,60 +172,68 @@ func (c *conn) WriteFrame(lane uint64, frame []byte) error {
 
 func (c *conn) ReadFrame() ([]byte, error) {
 	if c.last != nil {
-		core.ReleaseFrame(c.last) // valid until this call: now the env may reuse it
+		free(c.last) // valid until this call
 		c.last = nil
 	}
-	f, err := c.in.pop()
-	if err != nil {
-		return nil, err
+	if c.closed.Load() {
+		return nil, c.closedErr()
 	}
-	if limit := c.opts.FrameLimit(c.nread); limit > 0 && len(f) > limit {
-		return nil, fmt.Errorf("inproc: read from %s: frame of %d bytes: %w (limit %d)", c.remote, len(f), core.ErrMessageTooLarge, limit)
+	e, err := c.in.pop()
+	switch {
+	case c.closed.Load(): // even with a frame: none is returned after Close
+		if e.buf != nil {
+			free(e.buf)
+		}
+		return nil, c.closedErr()
+	case err == io.EOF:
+		return nil, io.EOF
+	case err != nil:
+		return nil, fmt.Errorf("inproc: read from %s: %w", c.remote, err)
+	case e.buf == nil:
+		return nil, fmt.Errorf("inproc: read from %s: a frame of %d bytes, over the limit of %d: %w", c.remote, e.n, c.in.limit, core.ErrMessageTooLarge)
 	}
-	c.nread++
-	c.last = f
-	return f, nil
+	c.last = e.buf
+	return (*e.buf)[:e.n], nil
 }
 
+func (c *conn) closedErr() error {
+	return fmt.Errorf("inproc: read from %s: %w", c.remote, net.ErrClosed)
+}
+
+// Close ends our reading at once (frames still queued for us are dropped)
+// and our writing after what we wrote: the other end reads it, then
+// io.EOF.
 func (c *conn) Close() error {
+	c.closed.Store(true)
 	c.once.Do(func() {
-		c.in.shut()    // our reader stops at once
-		c.out.finish() // the other end reads what we sent, then EOF
-		c.t.mu.Lock()
-		delete(c.t.conns, c)
-		c.t.mu.Unlock()
+		c.in.shut(net.ErrClosed)
+		c.out.finish()
+		c.untrack()
 	})
 	return nil
 }
 
+// sever breaks the connection as a failed network would: reads and
+// writes fail at once at both ends, without io.EOF. It reports whether
+// the connection was still open.
+func (c *conn) sever() bool {
+	severed := false
+	c.once.Do(func() {
+		c.in.shut(errReset)
+		c.out.shut(errReset)
+		c.untrack()
+		severed = true
+	})
+	return severed
+}
+
+func (c *conn) untrack() {
+	c.t.mu.Lock()
+	delete(c.t.conns, c)
+	c.t.mu.Unlock()
+}
+
 func (c *conn) RemoteAddr() string { return c.remote }
-
-// queue carries frames one way. One goroutine pops; any may push.
-type queue struct {
-	mu      sync.Mutex
-	space   sync.Cond // signaled when a full queue drains, or on close
-	frames  [][]byte
-	head    int           // frames[:head] were popped
-	bytes   int           // in frames[head:]
-	waiters int           // pushers waiting on space
-	eof     bool          // the writer closed: pop drains, then io.EOF
-	down    bool          // the reader closed: everything fails
-	ready   chan struct{} // capacity 1: wakes the reader
-}
-
-// maxUnread is how many bytes of frames a connection holds unread before
-// WriteFrame waits for the reader: backpressure, as TCP's MaxQueued. It is
-// small, so that frames come back to the env's free lists (core.ReleaseFrame)
-// instead of piling up while a fast sender runs ahead.
-const maxUnread = 256 << 10
-
-func newQueue() *queue {
-	q := &queue{ready: make(chan struct{}, 1)}
-	q.space.L = &q.mu
-	return q
-}
-
-var errReset = errors.New("connection reset by peer")
 
 var _ core.BufferedConn = (*conn)(nil)
 
@@ -223,62 +241,118 @@ var _ core.BufferedConn = (*conn)(nil)
 // yet returned by ReadFrame (core.BufferedConn).
 func (c *conn) Buffered() int { return c.in.buffered() }
 
+// maxUnread is how many bytes of frames a connection holds unread before
+// WriteFrames waits for the reader: backpressure, as TCP's socket
+// buffers give.
+const maxUnread = 256 << 10
+
+var errReset = errors.New("connection reset by peer")
+
+// entry is a queued frame: its n bytes in buf, or, when buf is nil, a
+// frame over the reader's limit that was not copied.
+type entry struct {
+	buf *[]byte
+	n   int
+}
+
+// queue carries frames one way. One goroutine pushes at a time (the
+// writer's), one pops (the reader's); either end may close it.
+type queue struct {
+	limit   int // the reader's MaxFrameSize; 0 means none
+	mu      sync.Mutex
+	space   sync.Cond // signaled when the queue drains below maxUnread/2, or on close
+	frames  []entry
+	head    int           // frames[:head] were popped
+	bytes   int           // in frames[head:]
+	waiters int           // pushers waiting on space
+	eof     bool          // the writer closed: pop drains, then io.EOF
+	down    error         // the reader closed (net.ErrClosed) or the link was severed (errReset): pop fails with it, push with errReset
+	ready   chan struct{} // capacity 1: wakes the reader
+}
+
+func newQueue(limit int) *queue {
+	q := &queue{limit: limit, ready: make(chan struct{}, 1)}
+	q.space.L = &q.mu
+	return q
+}
+
 func (q *queue) buffered() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return len(q.frames) - q.head
 }
 
-func (q *queue) push(f []byte) error {
-	q.mu.Lock()
-	if q.down {
+// push copies frames in, one at a time, each once fewer than maxUnread
+// bytes wait (a frame is accepted then however large it is).
+func (q *queue) push(frames [][]byte) error {
+	for _, f := range frames {
+		if len(f) == 0 {
+			return fmt.Errorf("an empty frame: %w", core.ErrProtocol)
+		}
+	}
+	for _, f := range frames {
+		e := entry{n: len(f)}
+		if q.limit <= 0 || len(f) <= q.limit {
+			e.buf = alloc(len(f))
+			copy(*e.buf, f)
+		}
+		q.mu.Lock()
+		for q.bytes > maxUnread && q.down == nil && !q.eof {
+			q.waiters++
+			q.space.Wait()
+			q.waiters--
+		}
+		var err error
+		switch {
+		case q.down != nil:
+			err = errReset // the reader went away
+		case q.eof:
+			err = net.ErrClosed // we closed
+		}
+		if err != nil {
+			q.mu.Unlock()
+			if e.buf != nil {
+				free(e.buf)
+			}
+			return err
+		}
+		q.frames = append(q.frames, e)
+		if e.buf != nil {
+			q.bytes += e.n
+		}
 		q.mu.Unlock()
-		return errReset
+		q.wake()
 	}
-	for q.bytes > maxUnread && !q.down && !q.eof {
-		q.waiters++
-		q.space.Wait()
-		q.waiters--
-	}
-	if q.down {
-		q.mu.Unlock()
-		return errReset
-	}
-	if q.eof {
-		q.mu.Unlock()
-		return net.ErrClosed
-	}
-	q.frames = append(q.frames, f)
-	q.bytes += len(f)
-	q.mu.Unlock()
-	q.wake()
 	return nil
 }
 
-func (q *queue) pop() ([]byte, error) {
+func (q *queue) pop() (entry, error) {
 	for {
 		q.mu.Lock()
 		switch {
-		case q.down:
+		case q.down != nil:
+			err := q.down
 			q.mu.Unlock()
-			return nil, net.ErrClosed
+			return entry{}, err
 		case q.head < len(q.frames):
-			f := q.frames[q.head]
-			q.frames[q.head] = nil
+			e := q.frames[q.head]
+			q.frames[q.head] = entry{}
 			q.head++
 			if q.head == len(q.frames) {
 				q.frames, q.head = q.frames[:0], 0 // reuse the storage
 			}
-			q.bytes -= len(f)
+			if e.buf != nil {
+				q.bytes -= e.n
+			}
 			signal := q.waiters > 0 && q.bytes <= maxUnread/2
 			q.mu.Unlock()
 			if signal {
 				q.space.Broadcast()
 			}
-			return f, nil
+			return e, nil
 		case q.eof:
 			q.mu.Unlock()
-			return nil, io.EOF
+			return entry{}, io.EOF
 		}
 		q.mu.Unlock()
 		<-q.ready
@@ -292,19 +366,66 @@ func (q *queue) wake() {
 	}
 }
 
-func (q *queue) shut() {
+// shut fails the queue with err: frames still queued are dropped, a
+// waiting pusher and the reader return at once.
+func (q *queue) shut(err error) {
 	q.mu.Lock()
-	q.down = true
+	if q.down == nil {
+		q.down = err
+	}
+	for _, e := range q.frames[q.head:] {
+		if e.buf != nil {
+			free(e.buf)
+		}
+	}
 	q.frames, q.head, q.bytes = nil, 0, 0
 	q.mu.Unlock()
 	q.space.Broadcast()
 	q.wake()
 }
 
+// finish ends the queue after the frames in it: the reader gets them,
+// then io.EOF; a waiting pusher returns at once.
 func (q *queue) finish() {
 	q.mu.Lock()
 	q.eof = true
 	q.mu.Unlock()
 	q.space.Broadcast()
 	q.wake()
+}
+
+// Frame buffers are recycled by size class: classes of 2^k and 1.5 * 2^k
+// bytes from 256 B to 128 KiB (a frame the env cuts at a little over
+// 64 KiB takes a 96 KiB buffer). Larger frames get a buffer of their own.
+var (
+	classes = func() []int {
+		var c []int
+		for n := 256; n <= 128<<10; n *= 2 {
+			c = append(c, n, n+n/2)
+		}
+		return c[:len(c)-1]
+	}()
+	pools = make([]sync.Pool, len(classes))
+)
+
+// alloc returns a buffer of n bytes.
+func alloc(n int) *[]byte {
+	i := sort.SearchInts(classes, n)
+	if i == len(classes) {
+		b := make([]byte, n)
+		return &b
+	}
+	if p, ok := pools[i].Get().(*[]byte); ok {
+		*p = (*p)[:n]
+		return p
+	}
+	b := make([]byte, n, classes[i])
+	return &b
+}
+
+// free recycles a buffer from alloc; nothing may use it after.
+func free(p *[]byte) {
+	if i := sort.SearchInts(classes, cap(*p)); i < len(classes) && classes[i] == cap(*p) {
+		pools[i].Put(p)
+	}
 }

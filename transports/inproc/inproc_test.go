@@ -3,6 +3,8 @@ package inproc_test
 import (
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -12,6 +14,7 @@ import (
 	"github.com/rpcenv/rpcenv/conformance"
 	"github.com/rpcenv/rpcenv/core"
 	"github.com/rpcenv/rpcenv/transports/inproc"
+	"github.com/rpcenv/rpcenv/transports/internal/conntest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -61,17 +64,14 @@ func TestListenOnATakenNameNamesIt(t *testing.T) {
 	l2.Close()
 }
 
-func TestFrameOverTheReadersLimitIsRefused(t *testing.T) {
-	c, s := connPair(t, "small", core.ConnOptions{MaxFrameSize: 8})
-	if err := c.WriteFrame(0, make([]byte, 9)); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.ReadFrame(); !errors.Is(err, core.ErrMessageTooLarge) {
-		t.Fatalf("ReadFrame of 9 bytes with a limit of 8: %v, want ErrMessageTooLarge", err)
-	}
+var factory = conntest.Factory{
+	NewTransport: func(testing.TB) core.Transport { return inproc.New() },
+	Addr:         "x",
 }
 
-func TestSeverBreaksBothEnds(t *testing.T) {
+func TestConn(t *testing.T) { conntest.Run(t, factory) }
+
+func TestSeverBreaksBothEndsWithoutEOF(t *testing.T) {
 	ns := inproc.New()
 	l, err := ns.Listen("x", core.ConnOptions{})
 	if err != nil {
@@ -87,34 +87,84 @@ func TestSeverBreaksBothEnds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer c.Close()
 	s := <-accepted
+	defer s.Close()
+	if err := s.WriteFrames([][]byte{[]byte("lost")}); err != nil {
+		t.Fatal(err)
+	}
 	if n := ns.Sever(); n != 2 {
 		t.Fatalf("Sever closed %d ends, want 2", n)
 	}
-	if _, err := c.ReadFrame(); err == nil {
-		t.Error("the dialer's end still reads")
+	if n := ns.Sever(); n != 0 {
+		t.Fatalf("a second Sever closed %d ends, want 0", n)
 	}
-	if _, err := s.ReadFrame(); err == nil {
-		t.Error("the listener's end still reads")
+	for name, end := range map[string]core.Conn{"dialer": c, "listener": s} {
+		if f, err := end.ReadFrame(); err == nil || errors.Is(err, io.EOF) {
+			t.Errorf("the %s's end reads %q, %v after Sever; want an error other than EOF", name, f, err)
+		}
+		if err := end.WriteFrames([][]byte{{1}}); err == nil {
+			t.Errorf("the %s's end still writes", name)
+		}
 	}
-	if err := c.WriteFrame(0, []byte{1}); err == nil {
-		t.Error("the dialer's end still writes")
+	c.Close() // after Sever, Close is the env's as usual
+	if _, err := c.ReadFrame(); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("ReadFrame after Sever and Close: %v; want net.ErrClosed", err)
+	}
+}
+
+// A writer waiting for room is released by Sever or by Close of either
+// end.
+func TestABlockedWriterIsReleasedBySeverOrCloseOfEitherEnd(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		end  func(ns *inproc.Transport, writer, reader core.Conn)
+	}{
+		{"the writer's Close", func(_ *inproc.Transport, w, _ core.Conn) { w.Close() }},
+		{"the reader's Close", func(_ *inproc.Transport, _, r core.Conn) { r.Close() }},
+		{"Sever", func(ns *inproc.Transport, _, _ core.Conn) { ns.Sever() }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ns := inproc.New()
+			w, r := pair(t, ns)
+			frame := make([]byte, 64<<10)
+			batch := [][]byte{frame, frame, frame, frame, frame, frame, frame, frame} // 512 KiB: more than a connection holds
+			wrote := conntest.Go(func() error { return w.WriteFrames(batch) })
+			if _, err := r.ReadFrame(); err != nil { // the writer is under way, and will have to wait
+				t.Fatal(err)
+			}
+			tc.end(ns, w, r)
+			if err := conntest.Await(t, wrote, "the blocked writer"); err == nil {
+				t.Fatal("WriteFrames of 512 KiB to a reader that took 64 KiB succeeded")
+			}
+		})
+	}
+}
+
+// WriteFrames copies: the caller may reuse its frames at once.
+func TestWriteFramesCopiesTheFrames(t *testing.T) {
+	c, s := conntest.Pair(t, factory, 0)
+	frame := []byte("before")
+	if err := c.WriteFrames([][]byte{frame}); err != nil {
+		t.Fatal(err)
+	}
+	copy(frame, "after!")
+	if f, err := s.ReadFrame(); err != nil || string(f) != "before" {
+		t.Fatalf("ReadFrame = %q, %v; want the bytes as they were at WriteFrames", f, err)
 	}
 }
 
 func TestBufferedCountsFramesNotYetRead(t *testing.T) {
-	c, conn := connPair(t, "buffered", core.ConnOptions{})
+	c, conn := conntest.Pair(t, factory, 0)
 	s := conn.(core.BufferedConn)
 	if n := s.Buffered(); n != 0 {
 		t.Fatalf("Buffered before any write: %d, want 0", n)
 	}
-	for range 2 {
-		if err := c.WriteFrame(1, []byte("x")); err != nil {
-			t.Fatal(err)
-		}
+	if err := c.WriteFrames([][]byte{[]byte("x"), []byte("y")}); err != nil {
+		t.Fatal(err)
 	}
 	if n := s.Buffered(); n != 2 {
-		t.Fatalf("Buffered after two writes: %d, want 2", n)
+		t.Fatalf("Buffered after two frames: %d, want 2", n)
 	}
 	if _, err := s.ReadFrame(); err != nil {
 		t.Fatal(err)
@@ -124,61 +174,44 @@ func TestBufferedCountsFramesNotYetRead(t *testing.T) {
 	}
 }
 
-// connPair returns both ends of a connection to a listener named name
-// (with listener options opts) in a new namespace, closed when the test
-// ends.
-func connPair(t *testing.T, name string, opts core.ConnOptions) (client, server core.Conn) {
-	t.Helper()
+func TestAnEmptyFrameIsRefused(t *testing.T) {
+	c, _ := conntest.Pair(t, factory, 0)
+	if err := c.WriteFrames([][]byte{[]byte("x"), nil}); !errors.Is(err, core.ErrProtocol) {
+		t.Fatalf("WriteFrames with an empty frame: %v; want ErrProtocol", err)
+	}
+}
+
+func TestDialerAndListenerLabelTheirPeers(t *testing.T) {
 	ns := inproc.New()
-	l, err := ns.Listen(name, opts)
+	c, s := pair(t, ns)
+	if got := c.RemoteAddr(); got != "x" {
+		t.Errorf("the dialer's RemoteAddr = %q, want the listener's name", got)
+	}
+	if got := s.RemoteAddr(); !strings.HasPrefix(got, "~client-") {
+		t.Errorf("the listener's RemoteAddr = %q, want a ~client- label", got)
+	}
+}
+
+// pair returns both ends of a connection to a listener named "x" in ns,
+// closed when the test ends.
+func pair(t *testing.T, ns *inproc.Transport) (client, server core.Conn) {
+	t.Helper()
+	l, err := ns.Listen("x", core.ConnOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Close()
 	accepted := make(chan core.Conn, 1)
 	go func() {
-		c, err := l.Accept()
-		if err == nil {
-			accepted <- c
-		}
-		close(accepted)
+		c, _ := l.Accept()
+		accepted <- c
 	}()
-	client, err = ns.Dial(t.Context(), name, core.ConnOptions{})
+	client, err = ns.Dial(t.Context(), "x", core.ConnOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { client.Close() })
 	server = <-accepted
-	if server == nil {
-		t.Fatal("accept failed")
-	}
 	t.Cleanup(func() { server.Close() })
 	return client, server
-}
-
-func TestHandshakeFramesHaveTheirOwnSmallLimit(t *testing.T) {
-	c, s := connPair(t, "hs", core.ConnOptions{MaxFrameSize: 1 << 20, HandshakeFrames: 2, HandshakeFrameSize: 16})
-	for _, n := range []int{16, 17} {
-		if err := c.WriteFrame(0, make([]byte, n)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if f, err := s.ReadFrame(); err != nil || len(f) != 16 {
-		t.Fatalf("first ReadFrame: %d bytes, %v; want the 16-byte frame", len(f), err)
-	}
-	if _, err := s.ReadFrame(); !errors.Is(err, core.ErrMessageTooLarge) {
-		t.Fatalf("second ReadFrame, of 17 bytes with a handshake limit of 16: %v; want ErrMessageTooLarge", err)
-	}
-}
-
-func TestFramesAfterTheHandshakeHaveTheUsualLimit(t *testing.T) {
-	c, s := connPair(t, "after", core.ConnOptions{MaxFrameSize: 1 << 20, HandshakeFrames: 1, HandshakeFrameSize: 16})
-	for _, n := range []int{16, 1 << 10} {
-		if err := c.WriteFrame(0, make([]byte, n)); err != nil {
-			t.Fatal(err)
-		}
-		if f, err := s.ReadFrame(); err != nil || len(f) != n {
-			t.Fatalf("ReadFrame: %d bytes, %v; want %d", len(f), err, n)
-		}
-	}
 }

@@ -1,85 +1,30 @@
 package inproc
 
 import (
-	"errors"
 	"testing"
-	"time"
 )
 
-// waitForWaiter polls until a pusher waits on q's space: no signal tells
-// a test that a goroutine has parked.
-func waitForWaiter(t *testing.T, q *queue) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		q.mu.Lock()
-		n := q.waiters
-		q.mu.Unlock()
-		if n > 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the pusher never waited for space")
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
-// fill pushes 1 KiB frames until more than maxUnread bytes are unread.
-func fill(t *testing.T, q *queue) int {
-	t.Helper()
-	n := 0
-	for q.bytes <= maxUnread {
-		if err := q.push(make([]byte, 1<<10)); err != nil {
-			t.Fatal(err)
-		}
-		n++
-	}
-	return n
-}
-
-func TestAFullQueueMakesTheWriterWaitUntilTheReaderDrainsIt(t *testing.T) {
-	q := newQueue()
-	n := fill(t, q)
-	pushed := make(chan error, 1)
-	go func() { pushed <- q.push([]byte("last")) }()
-	waitForWaiter(t, q)
-	for range n {
-		if _, err := q.pop(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := <-pushed; err != nil {
-		t.Fatalf("push after the reader drained the queue: %v", err)
-	}
-	if f, err := q.pop(); err != nil || string(f) != "last" {
-		t.Fatalf("pop = %q, %v; want the frame pushed while the queue was full", f, err)
-	}
-}
-
-func TestClosingEitherEndReleasesAWaitingWriter(t *testing.T) {
-	for _, tc := range []struct {
-		name  string
-		close func(*queue)
-		want  error
-	}{
-		{"reader closed", (*queue).shut, errReset},
-		{"writer closed", (*queue).finish, nil}, // net.ErrClosed, checked below
+func TestBuffersAreRecycledBySizeClass(t *testing.T) {
+	for _, tc := range []struct{ n, class int }{
+		{1, 256}, {256, 256}, {257, 384}, {64<<10 + 100, 96 << 10}, {128 << 10, 128 << 10}, {128<<10 + 1, 128<<10 + 1},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			q := newQueue()
-			fill(t, q)
-			pushed := make(chan error, 1)
-			go func() { pushed <- q.push([]byte("x")) }()
-			waitForWaiter(t, q)
-			tc.close(q)
-			err := <-pushed
-			if err == nil {
-				t.Fatal("push into a closed queue succeeded")
-			}
-			if tc.want != nil && !errors.Is(err, tc.want) {
-				t.Fatalf("push: %v, want %v", err, tc.want)
-			}
-		})
+		b := alloc(tc.n)
+		if len(*b) != tc.n || cap(*b) != tc.class {
+			t.Errorf("alloc(%d): len %d, cap %d; want cap %d", tc.n, len(*b), cap(*b), tc.class)
+		}
+		free(b)
+	}
+}
+
+// A frame over the reader's limit is queued as its size only: nothing is
+// copied, nor counted against the unread bound.
+func TestAFrameOverTheReadersLimitIsNotCopied(t *testing.T) {
+	q := newQueue(10)
+	if err := q.push([][]byte{make([]byte, 11)}); err != nil {
+		t.Fatal(err)
+	}
+	e, err := q.pop()
+	if err != nil || e.buf != nil || e.n != 11 || q.bytes != 0 {
+		t.Fatalf("pop = %+v, %v (%d bytes unread); want the size alone", e, err, q.bytes)
 	}
 }

@@ -2,149 +2,166 @@ package quic_test
 
 import (
 	"context"
-	"encoding/binary"
+	"crypto/tls"
 	"errors"
-	"io"
 	"testing"
+	"time"
+
+	quicgo "github.com/quic-go/quic-go"
 
 	"github.com/rpcenv/rpcenv/core"
+	"github.com/rpcenv/rpcenv/transports/internal/conntest"
 	"github.com/rpcenv/rpcenv/transports/quic"
 )
 
-// connPair returns both ends of one QUIC connection, made by the
-// transport itself; the server end reads frames of at most limit bytes.
-func connPair(t *testing.T, limit int) (client, server core.Conn) {
-	return connPairOpts(t, core.ConnOptions{MaxFrameSize: limit})
+var factory = conntest.Factory{
+	NewTransport: func(testing.TB) core.Transport { return quic.New(quic.Options{Logger: discardLog}) },
+	Addr:         "127.0.0.1:0",
 }
 
-// connPairOpts is connPair with the server end's options.
-func connPairOpts(t *testing.T, opts core.ConnOptions) (client, server core.Conn) {
+func TestConn(t *testing.T) { conntest.Run(t, factory) }
+
+// listen returns a listener of a fresh transport whose connections read
+// frames of at most limit bytes, closed when the test ends.
+func listen(t *testing.T, opts quic.Options, limit int) core.Listener {
 	t.Helper()
-	tr := quic.New(quic.Options{Logger: discardLog})
-	l, err := tr.Listen("127.0.0.1:0", opts)
+	opts.Logger = discardLog
+	l, err := quic.New(opts).Listen("127.0.0.1:0", core.ConnOptions{MaxFrameSize: limit})
 	if err != nil {
 		t.Fatal(err)
 	}
-	accepted := make(chan core.Conn, 1)
-	go func() {
-		c, _ := l.Accept()
-		accepted <- c
-	}()
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
+// rawConn opens a QUIC connection to addr as a hostile peer would: right
+// ALPN, no certificate check, no transport behind it.
+func rawConn(t *testing.T, addr string) *quicgo.Conn {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), testWait)
 	defer cancel()
-	client, err = tr.Dial(ctx, l.Addr(), core.ConnOptions{MaxFrameSize: opts.MaxFrameSize})
+	qc, err := quicgo.DialAddr(ctx, addr, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{quic.ALPN}}, nil)
+	if err != nil {
+		t.Fatalf("raw dial %s: %v", addr, err)
+	}
+	t.Cleanup(func() { qc.CloseWithError(0, "") })
+	return qc
+}
+
+// rawStream opens the connection's stream and writes the preamble and b.
+func rawStream(t *testing.T, qc *quicgo.Conn, b []byte) *quicgo.Stream {
+	t.Helper()
+	s, err := qc.OpenStream()
 	if err != nil {
 		t.Fatal(err)
 	}
-	server = await(t, accepted, "the accepted connection")
-	if server == nil {
-		t.Fatal("Accept failed")
-	}
-	t.Cleanup(func() {
-		client.Close()
-		server.Close()
-		l.Close()
-	})
-	return client, server
-}
-
-func numbered(lane uint64, i int) []byte {
-	b := binary.BigEndian.AppendUint64(nil, lane)
-	return binary.BigEndian.AppendUint32(b, uint32(i))
-}
-
-// Close must not lose what was written before it, although QUIC's
-// CONNECTION_CLOSE discards unsent stream data: the goodbye stream makes
-// the peer read everything, then see io.EOF.
-func TestFramesWrittenBeforeCloseArriveThenEOF(t *testing.T) {
-	client, server := connPair(t, 1<<20)
-	const n = 200
-	for i := range n {
-		for _, lane := range []uint64{0, 7, 9} {
-			if err := client.WriteFrame(lane, numbered(lane, i)); err != nil {
-				t.Fatalf("WriteFrame(%d, #%d): %v", lane, i, err)
-			}
-		}
-	}
-	closed := make(chan struct{})
-	go func() { client.Close(); close(closed) }()
-	next := map[uint64]int{}
-	got := 0
-	for {
-		f, err := server.ReadFrame()
-		if err != nil {
-			if !errors.Is(err, io.EOF) {
-				t.Fatalf("ReadFrame after %d frames: %v; want io.EOF", got, err)
-			}
-			break
-		}
-		lane, i := binary.BigEndian.Uint64(f), int(binary.BigEndian.Uint32(f[8:]))
-		if lane != 0 && i != next[lane] {
-			t.Fatalf("lane %d: frame #%d arrived where #%d was due", lane, i, next[lane])
-		}
-		next[lane]++
-		got++
-	}
-	if got != 3*n {
-		t.Fatalf("%d frames arrived before EOF, want %d", got, 3*n)
-	}
-	awaitClosed(t, closed, "the client's Close")
-}
-
-func TestAFrameOverTheLimitFailsReadFrameWithErrMessageTooLarge(t *testing.T) {
-	client, server := connPair(t, 1000)
-	for _, size := range []int{10, 10, 2000} { // past the first stream too
-		if err := client.WriteFrame(0, make([]byte, size)); err != nil {
-			t.Fatalf("WriteFrame of %d bytes: %v", size, err)
-		}
-	}
-	var err error
-	for range 3 {
-		if _, err = server.ReadFrame(); err != nil {
-			break
-		}
-	}
-	if !errors.Is(err, core.ErrMessageTooLarge) {
-		t.Fatalf("ReadFrame of a 2000-byte frame with a 1000-byte limit: %v; want ErrMessageTooLarge", err)
-	}
-}
-
-func TestReadFrameFailsAfterClose(t *testing.T) {
-	_, server := connPair(t, 1<<20)
-	errs := make(chan error, 1)
-	go func() {
-		_, err := server.ReadFrame()
-		errs <- err
-	}()
-	server.Close()
-	if err := await(t, errs, "ReadFrame to return after Close"); err == nil {
-		t.Fatal("ReadFrame returned a frame after Close")
-	}
-	if err := server.WriteFrame(0, []byte("late")); err == nil {
-		t.Fatal("WriteFrame after Close succeeded")
-	}
-}
-
-func TestHandshakeFramesHaveTheirOwnSmallLimit(t *testing.T) {
-	client, server := connPairOpts(t, core.ConnOptions{MaxFrameSize: 1 << 20, HandshakeFrames: 1, HandshakeFrameSize: 100})
-	if err := client.WriteFrame(0, make([]byte, 101)); err != nil {
+	if _, err := s.Write(append([]byte("rpcenv/2"), b...)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := server.ReadFrame(); !errors.Is(err, core.ErrMessageTooLarge) {
-		t.Fatalf("ReadFrame of a 101-byte first frame with a handshake limit of 100: %v; want ErrMessageTooLarge", err)
+	return s
+}
+
+// accept returns the listener's next connection, closed when the test
+// ends.
+func accept(t *testing.T, l core.Listener) core.Conn {
+	t.Helper()
+	type accepted struct {
+		c   core.Conn
+		err error
+	}
+	ch := make(chan accepted, 1)
+	go func() { // ends with Accept, at the latest when l closes
+		c, err := l.Accept()
+		ch <- accepted{c, err}
+	}()
+	a := await(t, ch, "Accept")
+	if a.err != nil {
+		t.Fatalf("Accept: %v", a.err)
+	}
+	t.Cleanup(func() { a.c.Close() })
+	return a.c
+}
+
+// The listener refuses a frame over the limit on its length: the peer
+// sends the length and nothing more, and ReadFrame fails at once instead
+// of waiting for a body.
+func TestAFrameOverTheLimitIsRefusedBeforeItsBodyArrives(t *testing.T) {
+	l := listen(t, quic.Options{}, 1<<10)
+	qc := rawConn(t, l.Addr())
+	rawStream(t, qc, []byte{0, 0x10, 0, 0}) // 1 MiB announced, no body, no FIN
+	c := accept(t, l)
+	if _, err := c.ReadFrame(); !errors.Is(err, core.ErrMessageTooLarge) {
+		t.Fatalf("ReadFrame: %v; want ErrMessageTooLarge", err)
+	}
+	c.Close()
+	awaitClosed(t, qc.Context().Done(), "the listener to close the connection")
+	var ae *quicgo.ApplicationError
+	if err := context.Cause(qc.Context()); !errors.As(err, &ae) || ae.ErrorCode == 0 {
+		t.Errorf("the connection was closed with %v; want an application error code", err)
 	}
 }
 
-func TestFramesAfterTheHandshakeHaveTheUsualLimit(t *testing.T) {
-	client, server := connPairOpts(t, core.ConnOptions{MaxFrameSize: 1 << 20, HandshakeFrames: 1, HandshakeFrameSize: 100})
-	for _, n := range []int{100, 1000, 1000} { // the second on the first stream, the third on its own
-		if err := client.WriteFrame(0, make([]byte, n)); err != nil {
-			t.Fatal(err)
-		}
+// A client that completes the QUIC handshake and then opens no stream
+// does not hold Accept: the next client is accepted, and the silent one
+// is dropped after HandshakeTimeout.
+func TestASilentClientDoesNotHoldAccept(t *testing.T) {
+	tr := quic.New(quic.Options{Logger: discardLog, HandshakeTimeout: 300 * time.Millisecond})
+	l, err := tr.Listen("127.0.0.1:0", core.ConnOptions{})
+	if err != nil {
+		t.Fatal(err)
 	}
-	for range 3 {
-		if _, err := server.ReadFrame(); err != nil {
-			t.Fatalf("ReadFrame: %v", err)
-		}
+	defer l.Close()
+	silent := rawConn(t, l.Addr())
+	ctx, cancel := context.WithTimeout(context.Background(), testWait)
+	defer cancel()
+	client, err := tr.Dial(ctx, l.Addr(), core.ConnOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	server := accept(t, l)
+	if err := client.WriteFrames([][]byte{[]byte("hello")}); err != nil {
+		t.Fatal(err)
+	}
+	if f, err := server.ReadFrame(); err != nil || string(f) != "hello" {
+		t.Fatalf("ReadFrame = %q, %v", f, err)
+	}
+	awaitClosed(t, silent.Context().Done(), "the silent client to be dropped")
+}
+
+func TestAStreamWithoutThePreambleIsRefused(t *testing.T) {
+	l := listen(t, quic.Options{}, 0)
+	qc := rawConn(t, l.Addr())
+	s, err := qc.OpenStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Write([]byte("GET / HTTP/1.1\r\n\r\n"))
+	awaitClosed(t, qc.Context().Done(), "the listener to close the connection")
+}
+
+// A peer may open one stream: the connection's.
+func TestAPeerCannotOpenASecondStream(t *testing.T) {
+	l := listen(t, quic.Options{}, 0)
+	qc := rawConn(t, l.Addr())
+	rawStream(t, qc, nil)
+	accept(t, l)
+	var sl *quicgo.StreamLimitReachedError
+	if _, err := qc.OpenStream(); !errors.As(err, &sl) {
+		t.Fatalf("a second OpenStream: %v; want StreamLimitReachedError", err)
+	}
+	if _, err := qc.OpenUniStream(); !errors.As(err, &sl) {
+		t.Fatalf("OpenUniStream: %v; want StreamLimitReachedError", err)
+	}
+}
+
+func TestAPeerOfTheFirstVersionIsRefused(t *testing.T) {
+	l := listen(t, quic.Options{}, 0)
+	ctx, cancel := context.WithTimeout(context.Background(), testWait)
+	defer cancel()
+	qc, err := quicgo.DialAddr(ctx, l.Addr(), &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"rpcenv/1"}}, nil)
+	if err == nil {
+		qc.CloseWithError(0, "")
+		t.Fatal("a dial with ALPN rpcenv/1 succeeded")
 	}
 }

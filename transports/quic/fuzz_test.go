@@ -1,4 +1,4 @@
-package quic
+package quic_test
 
 import (
 	"bytes"
@@ -8,49 +8,87 @@ import (
 	"testing"
 
 	"github.com/rpcenv/rpcenv/core"
+	"github.com/rpcenv/rpcenv/transports/quic"
 )
 
-// FuzzStreamFrames feeds arbitrary stream bytes to readFrame, as a
-// stream reader does, with a small limit: it must never panic, never
-// return a frame over the limit or longer than the bytes given, and
-// must end every input with io.EOF (clean end), io.ErrUnexpectedEOF
-// (truncated) or ErrMessageTooLarge.
+const fuzzMaxFrame = 1024
+
+// FuzzStreamFrames writes arbitrary bytes, after the preamble, on the
+// stream of a raw QUIC connection and reads them back as frames through
+// the transport. ReadFrame must not panic, must return exactly the frames
+// a plain reading of the bytes finds (each non-empty and at most
+// MaxFrameSize), and must stop with the right error: io.EOF at a clean
+// end, ErrMessageTooLarge for a frame over the limit, ErrProtocol for an
+// empty frame, another error for a truncated one. (internal/framing
+// fuzzes the reader itself, much faster.)
 func FuzzStreamFrames(f *testing.F) {
-	frame := func(parts ...[]byte) []byte {
-		var b []byte
-		for _, p := range parts {
-			b = binary.BigEndian.AppendUint32(b, uint32(len(p)))
-			b = append(b, p...)
-		}
-		return b
+	for _, seed := range [][]byte{
+		nil,
+		appendFrame(nil, []byte("x")),
+		appendFrame(appendFrame(nil, []byte("first")), bytes.Repeat([]byte{7}, fuzzMaxFrame)),
+		appendFrame(nil, bytes.Repeat([]byte{1}, fuzzMaxFrame+1)),
+		{0xff, 0xff, 0xff, 0xff},
+		{0, 0, 0, 0},
+		{0, 0},
+		{0, 0, 0, 9, 'p', 'a', 'r'},
+	} {
+		f.Add(seed)
 	}
-	f.Add(frame([]byte("hello")), 64)
-	f.Add(frame([]byte("a"), []byte("bc"), nil), 64)
-	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 1}, 1<<20)
-	f.Add([]byte{0, 0, 0, 100, 1, 2, 3}, 1000)
-	f.Add(frame(bytes.Repeat([]byte{7}, 10000)), 20000)
-	f.Add([]byte{0, 0}, 10)
-	f.Fuzz(func(t *testing.T, data []byte, limit int) {
-		if limit < 0 || limit > 1<<20 {
-			limit = 1 << 20
-		}
-		r := bytes.NewReader(data)
-		var hdr [4]byte
-		total := 0
-		for {
-			fr, err := readFrame(r, limit, &hdr)
+	l, err := quic.New(quic.Options{Logger: discardLog}).Listen("127.0.0.1:0", core.ConnOptions{MaxFrameSize: fuzzMaxFrame})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { l.Close() })
+	f.Fuzz(func(t *testing.T, data []byte) {
+		qc := rawConn(t, l.Addr())
+		s := rawStream(t, qc, data)
+		s.Close() // FIN
+		c := accept(t, l)
+		want, wantErr := splitFrames(data)
+		for i := 0; ; i++ {
+			got, err := c.ReadFrame()
 			if err != nil {
-				if err != io.EOF && err != io.ErrUnexpectedEOF && !errors.Is(err, core.ErrMessageTooLarge) {
-					t.Fatalf("unexpected error %v", err)
+				if i < len(want) {
+					t.Fatalf("frame %d: %v; want %d bytes", i, err, len(want[i]))
 				}
-				return
+				switch {
+				case wantErr == nil && err != io.EOF:
+					t.Fatalf("after the last frame: %v; want io.EOF", err)
+				case wantErr != nil && !errors.Is(err, wantErr):
+					t.Fatalf("after %d frames: %v; want %v", i, err, wantErr)
+				}
+				break
 			}
-			if len(fr) > limit {
-				t.Fatalf("frame of %d bytes over the limit %d", len(fr), limit)
-			}
-			if total += 4 + len(fr); total > len(data) {
-				t.Fatalf("frames of %d bytes from %d bytes of input", total, len(data))
+			if i >= len(want) || !bytes.Equal(got, want[i]) {
+				t.Fatalf("frame %d = %q; want the %d frames %q", i, got, len(want), want)
 			}
 		}
 	})
+}
+
+func appendFrame(b, body []byte) []byte {
+	return append(binary.BigEndian.AppendUint32(b, uint32(len(body))), body...)
+}
+
+// splitFrames is the reference reading of data: the frames it holds, and
+// why reading stops (nil at a clean end).
+func splitFrames(data []byte) ([][]byte, error) {
+	var frames [][]byte
+	for len(data) > 0 {
+		if len(data) < 4 {
+			return frames, io.ErrUnexpectedEOF
+		}
+		n := binary.BigEndian.Uint32(data)
+		switch {
+		case n > fuzzMaxFrame:
+			return frames, core.ErrMessageTooLarge
+		case n == 0:
+			return frames, core.ErrProtocol
+		case uint64(len(data)-4) < uint64(n):
+			return frames, io.ErrUnexpectedEOF
+		}
+		frames = append(frames, data[4:4+n])
+		data = data[4+n:]
+	}
+	return frames, nil
 }

@@ -12,8 +12,6 @@ import (
 
 const testWait = peertest.Wait
 
-type testEndpoint = peertest.Endpoint
-
 var (
 	mustRegister = peertest.MustRegister
 	mustLookup   = peertest.MustLookup

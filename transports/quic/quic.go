@@ -1,33 +1,33 @@
 // Package quic is rpcenv's QUIC transport, for "quic://host:port" URIs,
 // built on github.com/quic-go/quic-go.
 //
-// # Streams
+// # One stream per connection
 //
-// One QUIC connection joins two envs and carries frames both ways. A frame
-// is a 4-byte big-endian length and that many bytes, as on TCP, but frames
-// travel on unidirectional QUIC streams so that independent flows do not
-// wait for each other:
+// One QUIC connection joins two envs, and carries their frames on ONE
+// bidirectional stream, in the format of internal/framing (a 4-byte
+// big-endian length and that many bytes), exactly as TCP does. The env
+// cuts large messages into chunks and interleaves them with asks and
+// control frames itself, so a large message cannot hold the connection
+// and QUIC's streams have nothing left to add; one ordered stream keeps
+// what arrives, and in which order (a send then an ask to the same
+// endpoint), the same on every transport. What QUIC brings is the rest:
+// TLS 1.3 always, loss recovery and congestion control over UDP, and
+// liveness (keep-alive and idle timeout).
 //
-//   - The first two frames a side writes (the env's handshake) share the
-//     connection's first stream, and the receiver reads no other stream
-//     until that one ends, so nothing overtakes the handshake.
-//   - After that, each frame of lane 0 (asks, replies, control frames) goes
-//     on a new stream of its own: an ask never waits behind a large
-//     unrelated message.
-//   - Frames of a non-zero lane (the sends to one endpoint) go, in order, on
-//     one long-lived stream per lane, opened at first use. Lanes share
-//     laneStreams streams (lane modulo 64), which bounds the streams a
-//     connection keeps open.
-//   - Close FINs every stream, then opens a last stream whose first frame
-//     has length 0 (goodbye); the receiver delivers every frame of the
-//     earlier streams, then reports io.EOF and closes the connection, so
-//     frames written before Close are not lost.
+// The dialer opens the stream and writes the 8-byte preamble "rpcenv/2"
+// on it before any frame: quic-go announces a stream to the listener only
+// once bytes arrive on it, and the preamble says the stream is rpcenv's.
+// The listener waits for it (at most Options.HandshakeTimeout) in a
+// goroutine per connection, so a slow or silent client never holds
+// Accept, which returns only connections whose stream is up. A peer may
+// open no other stream.
 //
-// The receiver reads each stream in a goroutine of its own and hands frames
-// to ReadFrame through a bounded channel, so a slow env slows the peer down
-// through QUIC flow control. A frame announcing more than the env's
-// MaxMessageSize is refused before its body is read, and buffers grow as
-// bytes arrive, not as lengths announce.
+// Close FINs the stream after the frames written, and waits (at most
+// 250 ms) for the peer to end its side too, which it does once it has read
+// them; then it closes the connection (CONNECTION_CLOSE, which discards
+// whatever the peer has not read yet). A frame announcing more than the
+// env's MaxFrameSize is refused before its body is read; the connection
+// is then closed with an error code.
 //
 // # Security
 //
@@ -54,7 +54,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -64,11 +63,16 @@ import (
 	quicgo "github.com/quic-go/quic-go"
 
 	"github.com/rpcenv/rpcenv/core"
+	"github.com/rpcenv/rpcenv/internal/framing"
 )
 
 // ALPN is the TLS application protocol the transport negotiates; a peer
-// that does not offer it is refused during the QUIC handshake.
-const ALPN = "rpcenv/1"
+// that does not offer it is refused during the QUIC handshake. Version 2
+// is one stream per connection; version 1 used a stream per ask.
+const ALPN = "rpcenv/2"
+
+// preamble is what the dialer writes on the stream before any frame.
+const preamble = "rpcenv/2"
 
 // Options configure a Transport. The zero value works on loopback and
 // between processes, with the defaults below.
@@ -94,26 +98,22 @@ type Options struct {
 	// closed by IdleTimeout. 0 means 10 s (or IdleTimeout/2 if smaller);
 	// a negative value turns keep-alives off.
 	KeepAlive time.Duration
-	// HandshakeTimeout bounds a QUIC/TLS handshake that makes no progress:
-	// a peer that opens a connection and goes silent is dropped after it.
-	// 0 means 5 s.
+	// HandshakeTimeout bounds a QUIC/TLS handshake that makes no progress,
+	// and then the wait for the dialer's stream: a peer that opens a
+	// connection and goes silent is dropped after it. 0 means 5 s.
 	HandshakeTimeout time.Duration
-	// MaxIncomingStreams caps the streams a peer may have open towards
-	// this side at once: the flood cap. Each ask and each reply in flight
-	// uses one, each lane in use one more. A peer at the cap waits for
-	// streams to finish before it opens more. 0 means 1000.
-	MaxIncomingStreams int64
 }
 
 // Transport is the QUIC transport. It is safe for concurrent use by
 // multiple goroutines and by multiple envs.
 type Transport struct {
-	opts      Options
-	server    *tls.Config
-	client    *tls.Config
-	verified  bool // Options.TLS was given
-	quicConf  *quicgo.Config
-	noCertErr bool // the TLS config has no certificate for listening
+	opts       Options
+	server     *tls.Config
+	client     *tls.Config
+	verified   bool // Options.TLS was given
+	listenConf *quicgo.Config
+	dialConf   *quicgo.Config
+	noCertErr  bool // the TLS config has no certificate for listening
 }
 
 // New returns a QUIC transport with opts. With a nil opts.TLS it makes an
@@ -131,9 +131,6 @@ func New(opts Options) *Transport {
 	}
 	if opts.HandshakeTimeout <= 0 {
 		opts.HandshakeTimeout = 5 * time.Second
-	}
-	if opts.MaxIncomingStreams <= 0 {
-		opts.MaxIncomingStreams = 1000
 	}
 	t := &Transport{opts: opts}
 	if opts.TLS != nil {
@@ -156,17 +153,16 @@ func New(opts Options) *Transport {
 		opts.Logger.Warn("quic: no Options.TLS: connections are encrypted but peers are not authenticated " +
 			"(self-signed certificate, peer certificates not verified); set core.Config.Secret or a verified Options.TLS")
 	}
-	keepAlive := opts.KeepAlive
-	if keepAlive < 0 {
-		keepAlive = 0
-	}
-	t.quicConf = &quicgo.Config{
+	keepAlive := max(opts.KeepAlive, 0)
+	t.listenConf = &quicgo.Config{
 		HandshakeIdleTimeout:  opts.HandshakeTimeout,
 		MaxIdleTimeout:        opts.IdleTimeout,
 		KeepAlivePeriod:       keepAlive,
-		MaxIncomingUniStreams: opts.MaxIncomingStreams,
-		MaxIncomingStreams:    -1, // the transport uses unidirectional streams only
+		MaxIncomingStreams:    1,  // the dialer's one stream
+		MaxIncomingUniStreams: -1, // none
 	}
+	t.dialConf = t.listenConf.Clone()
+	t.dialConf.MaxIncomingStreams = -1 // the listener opens none
 	return t
 }
 
@@ -187,16 +183,24 @@ func (t *Transport) Listen(addr string, opts core.ConnOptions) (core.Listener, e
 		return nil, fmt.Errorf("quic: listen quic://%s: %w", addr, err)
 	}
 	tr := &quicgo.Transport{Conn: uc}
-	l, err := tr.Listen(t.server, t.quicConf)
+	ql, err := tr.Listen(t.server, t.listenConf)
 	if err != nil {
 		tr.Close()
 		uc.Close()
 		return nil, fmt.Errorf("quic: listen quic://%s: %w", addr, err)
 	}
-	return &listener{t: t, tr: tr, uc: uc, l: l, opts: opts}, nil
+	l := &listener{
+		t: t, tr: tr, uc: uc, ql: ql, opts: opts,
+		addr:  ql.Addr().String(),
+		ready: make(chan *conn),
+	}
+	l.ctx, l.cancel = context.WithCancel(context.Background())
+	l.wg.Go(l.acceptLoop)
+	return l, nil
 }
 
-// Dial connects to addr and runs the QUIC handshake.
+// Dial connects to addr, runs the QUIC handshake, opens the connection's
+// stream and writes the preamble on it.
 func (t *Transport) Dial(ctx context.Context, addr string, opts core.ConnOptions) (core.Conn, error) {
 	cfg := t.client
 	if t.verified && cfg.ServerName == "" {
@@ -206,7 +210,7 @@ func (t *Transport) Dial(ctx context.Context, addr string, opts core.ConnOptions
 	dctx, cancel := context.WithCancelCause(ctx)
 	var probe sync.WaitGroup
 	probe.Go(func() { probeRefused(dctx, addr, cancel) })
-	qc, err := quicgo.DialAddr(dctx, addr, cfg, t.quicConf)
+	qc, err := quicgo.DialAddr(dctx, addr, cfg, t.dialConf)
 	cancel(nil)
 	probe.Wait()
 	if err != nil {
@@ -215,7 +219,15 @@ func (t *Transport) Dial(ctx context.Context, addr string, opts core.ConnOptions
 		}
 		return nil, fmt.Errorf("quic: dial quic://%s: %w", addr, err)
 	}
-	return newConn(qc, opts), nil
+	s, err := qc.OpenStreamSync(ctx)
+	if err == nil {
+		_, err = s.Write([]byte(preamble))
+	}
+	if err != nil {
+		qc.CloseWithError(codeNone, "")
+		return nil, fmt.Errorf("quic: dial quic://%s: open the stream: %w", addr, err)
+	}
+	return newConn(qc, s, opts), nil
 }
 
 // probeRefused sends one byte from a connected UDP socket to addr, so
@@ -242,43 +254,93 @@ func probeRefused(ctx context.Context, addr string, cancel context.CancelCauseFu
 }
 
 // listener owns its UDP socket, and closes it once it is closed and every
-// connection it accepted is closed: the port is then free, and a dial to
-// it is refused at once (see probeRefused).
+// connection it made is closed: the port is then free, and a dial to it
+// is refused at once (see probeRefused). Its goroutines (the accept loop,
+// one per connection waiting for its stream) end when Close cancels ctx;
+// Close waits for them.
 type listener struct {
-	t    *Transport
-	tr   *quicgo.Transport
-	uc   *net.UDPConn
-	l    *quicgo.Listener
-	opts core.ConnOptions
+	t     *Transport
+	tr    *quicgo.Transport
+	uc    *net.UDPConn
+	ql    *quicgo.Listener
+	opts  core.ConnOptions
+	addr  string
+	ready chan *conn // unbuffered: connections whose stream is up, for Accept
 
-	mu     sync.Mutex
-	open   int  // accepted connections not yet closed
-	closed bool // Close was called
+	ctx    context.Context // canceled by Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu       sync.Mutex
+	open     int  // connections made and not yet closed
+	closed   bool // Close has returned from waiting for the goroutines
+	shutOnce sync.Once
 }
 
-// Accept returns the next connection whose QUIC handshake completed; a
-// peer that never completes it is dropped by quic-go after
-// Options.HandshakeTimeout, without reaching Accept.
-func (l *listener) Accept() (core.Conn, error) {
-	qc, err := l.l.Accept(context.Background())
-	if err != nil {
-		if errors.Is(err, quicgo.ErrServerClosed) {
-			return nil, fmt.Errorf("quic: accept on quic://%s: %w", l.Addr(), net.ErrClosed)
+// acceptLoop takes the connections whose QUIC handshake completed (a peer
+// that never completes it is dropped by quic-go after HandshakeTimeout)
+// and waits for each one's stream in a goroutine of its own.
+func (l *listener) acceptLoop() {
+	for {
+		qc, err := l.ql.Accept(l.ctx)
+		if err != nil {
+			return // Close
 		}
-		return nil, fmt.Errorf("quic: accept on quic://%s: %w", l.Addr(), err)
+		l.wg.Go(func() { l.setup(qc) })
 	}
+}
+
+// setup waits for the dialer's stream and its preamble, then hands the
+// connection to Accept.
+func (l *listener) setup(qc *quicgo.Conn) {
+	ctx, cancel := context.WithTimeout(l.ctx, l.t.opts.HandshakeTimeout)
+	defer cancel()
+	s, err := qc.AcceptStream(ctx)
+	if err == nil {
+		// The timeout, or Close, ends the read too.
+		stop := context.AfterFunc(ctx, func() { s.SetReadDeadline(time.Now()) })
+		var got [len(preamble)]byte
+		if _, err = io.ReadFull(s, got[:]); err == nil && string(got[:]) != preamble {
+			err = fmt.Errorf("the stream starts with %q, not the preamble %q", got[:], preamble)
+		}
+		if !stop() && err == nil {
+			err = ctx.Err() // the deadline may be set: the stream is unusable
+		}
+	}
+	if err != nil {
+		qc.CloseWithError(codeProtocol, "no rpcenv stream")
+		return
+	}
+	c := newConn(qc, s, l.opts)
+	c.onClose = l.release
 	l.mu.Lock()
 	l.open++
 	l.mu.Unlock()
-	c := newConn(qc, l.opts)
-	c.onClose = l.release
-	return c, nil
+	select {
+	case l.ready <- c:
+	case <-l.ctx.Done():
+		c.abort(codeNone)
+	}
 }
 
-func (l *listener) Addr() string { return l.l.Addr().String() }
+// Accept returns the next connection whose stream is up.
+func (l *listener) Accept() (core.Conn, error) {
+	select {
+	case c := <-l.ready:
+		return c, nil
+	case <-l.ctx.Done():
+		return nil, fmt.Errorf("quic: accept on quic://%s: %w", l.addr, net.ErrClosed)
+	}
+}
 
+func (l *listener) Addr() string { return l.addr }
+
+// Close stops accepting; connections already accepted stay open, and
+// keep the UDP socket until the last one closes.
 func (l *listener) Close() error {
-	err := l.l.Close()
+	l.cancel()
+	err := l.ql.Close()
+	l.wg.Wait()
 	l.mu.Lock()
 	last := !l.closed && l.open == 0
 	l.closed = true
@@ -289,7 +351,7 @@ func (l *listener) Close() error {
 	return err
 }
 
-// release is called when an accepted connection has closed.
+// release is called when a connection of the listener has closed.
 func (l *listener) release() {
 	l.mu.Lock()
 	l.open--
@@ -301,22 +363,18 @@ func (l *listener) release() {
 }
 
 func (l *listener) shut() {
-	l.tr.Close()
-	l.uc.Close()
+	l.shutOnce.Do(func() {
+		l.tr.Close()
+		l.uc.Close()
+	})
 }
 
 const (
-	// orderedFrames is how many frames a side writes on the connection's
-	// first stream: the env's handshake is at most two frames each way,
-	// and its last frame must not be overtaken by what follows it.
-	orderedFrames = 2
-	// laneStreams is how many long-lived streams carry non-zero lanes.
-	laneStreams = 64
-	// queuedFrames bounds the frames read and not yet taken by ReadFrame.
-	queuedFrames = 64
-	// closeFlush bounds how long Close waits for the peer to take the
-	// frames written before it.
-	closeFlush = 250 * time.Millisecond
+	// closeWait bounds how long Close waits for the peer to end its side
+	// of the stream before it closes the connection.
+	closeWait = 250 * time.Millisecond
+	// readBuffer is the size of a connection's read buffer.
+	readBuffer = 64 << 10
 )
 
 // Application error codes of CONNECTION_CLOSE.
@@ -326,612 +384,145 @@ const (
 	codeTooLarge quicgo.ApplicationErrorCode = 2
 )
 
-// conn is one QUIC connection. Its goroutines (the accept loop, a reader
-// per incoming stream, a writer per outgoing stream that carries several
-// frames) exit when the connection closes; Close waits for them.
+// conn is one QUIC connection and its one stream. WriteFrames runs in the
+// env's writer goroutine, ReadFrame in its reader, Close in any; the
+// connection starts no goroutine of its own.
 type conn struct {
 	qc      *quicgo.Conn
-	opts    core.ConnOptions // the frame limits
+	s       *quicgo.Stream
 	remote  string
 	onClose func() // set by the listener; called once, at the end of Close
 
-	// Writing.
-	wctx    context.Context // canceled by Close: aborts waits to open a stream
-	wcancel context.CancelFunc
-	closing atomic.Bool
-	openMu  sync.Mutex // held while opening a stream: stream ids follow its order
-	mu      sync.Mutex // guards written, first, lanes, and the fields so marked
-	written int
-	first   *sendStream
-	lanes   map[uint64]*sendStream
+	closed atomic.Bool // set first thing by Close
+	// broken holds the error code Close sends at once, without the
+	// graceful end: the peer violated the protocol, or the stream
+	// already failed.
+	broken atomic.Uint64
+	once   sync.Once
 
-	// Reading.
-	frames   chan []byte   // frames read, for ReadFrame
-	done     chan struct{} // closed by fail
-	err      error         // why done was closed; set before
-	failOnce sync.Once
-	hsDone   chan struct{} // closed when the first incoming stream ends
-	active   int           // stream readers running; guarded by mu
-	bye      bool          // the peer's goodbye arrived; guarded by mu
-	byeCh    chan struct{} // closed when bye is set
-	eof      chan struct{} // closed when bye and no reader runs: frames holds the rest
-	rest     sync.WaitGroup
-	once     sync.Once
-	// Closing.
-	closeOnce sync.Once
-	failed    atomic.Bool // failClose closed the connection for a violation
-	ended     bool        // Close waits for rest: no goroutine may start; guarded by mu
+	wmu sync.Mutex // held by WriteFrames, and by Close to FIN the stream
+	w   *framing.Writer
+	rmu sync.Mutex // held by ReadFrame, and by Close to wait for the peer's FIN
+	r   *framing.Reader
 }
 
-// sendStream is one outgoing stream that carries several frames, in the
-// order of their WriteFrame calls. WriteFrame queues a frame and returns;
-// the stream's writer goroutine takes the whole queue at each turn and
-// writes the small frames of it in one Write, so that a burst of sends
-// costs a few full packets, not one packet each.
-type sendStream struct {
-	mu      sync.Mutex
-	cond    sync.Cond // signaled when the queue shrinks or the writer exits
-	s       *quicgo.SendStream
-	n       int           // frames written (the first stream only)
-	closed  bool          // finish was called: the writer FINs and exits
-	started bool          // the writer runs, or ran
-	exited  chan struct{} // closed by the writer when it exits
-	wake    chan struct{} // capacity 1: the queue has something, or closed was set
-	queue   []queued
-	queued  int    // bytes in queue
-	spare   []byte // a written run's memory, for the next run
-	err     error  // a write failed
-}
+const notBroken = ^uint64(0)
 
-// queued is a run of small frames, already length-prefixed, or one big
-// frame, written from the caller's slice.
-type queued struct {
-	small []byte
-	big   []byte
-}
-
-const (
-	// bigFrame: frames over this size are written from the caller's
-	// slice, not copied.
-	bigFrame = 32 << 10
-	// maxQueue bounds the bytes queued on one stream: WriteFrame waits
-	// while the queue is over it, which slows a sender down to what the
-	// peer takes.
-	maxQueue = 1 << 20
-)
-
-func newSendStream() *sendStream {
-	ss := &sendStream{wake: make(chan struct{}, 1), exited: make(chan struct{})}
-	ss.cond.L = &ss.mu
-	return ss
-}
-
-// write queues frame after every frame queued before it, and starts the
-// writer at the first frame. It takes ownership of frame.
-func (ss *sendStream) write(c *conn, frame []byte) error {
-	ss.mu.Lock()
-	for ss.err == nil && !ss.closed && ss.queued > maxQueue {
-		ss.cond.Wait()
-	}
-	switch {
-	case ss.err != nil:
-		err := ss.err
-		ss.mu.Unlock()
-		core.ReleaseFrame(frame)
-		return c.writeErr(err)
-	case ss.closed || c.closing.Load():
-		ss.mu.Unlock()
-		core.ReleaseFrame(frame)
-		return c.closedErr()
-	}
-	if !ss.started {
-		s, err := c.open()
-		if err != nil {
-			ss.mu.Unlock()
-			core.ReleaseFrame(frame)
-			return err
-		}
-		c.mu.Lock()
-		if c.ended { // Close is waiting for the goroutines: start none
-			c.mu.Unlock()
-			s.CancelWrite(0)
-			core.ReleaseFrame(frame)
-			ss.mu.Unlock()
-			return c.closedErr()
-		}
-		c.rest.Add(1)
-		c.mu.Unlock()
-		ss.s, ss.started = s, true
-		go ss.writeLoop(c)
-	}
-	if len(frame) > bigFrame {
-		ss.queue = append(ss.queue, queued{big: frame})
-	} else {
-		if n := len(ss.queue); n > 0 && ss.queue[n-1].small != nil {
-			ss.queue[n-1].small = appendFramed(ss.queue[n-1].small, frame)
-		} else {
-			ss.queue = append(ss.queue, queued{small: appendFramed(ss.spare, frame)})
-			ss.spare = nil
-		}
-		core.ReleaseFrame(frame)
-	}
-	ss.queued += 4 + len(frame)
-	ss.mu.Unlock()
-	select {
-	case ss.wake <- struct{}{}:
-	default:
-	}
-	return nil
-}
-
-// writeLoop writes what is queued until finish (then it FINs the stream)
-// or until a write fails, which the connection's end causes.
-func (ss *sendStream) writeLoop(c *conn) {
-	defer c.rest.Done()
-	defer close(ss.exited)
-	var batch []queued
-	for {
-		select {
-		case <-ss.wake:
-		case <-c.qc.Context().Done():
-			ss.stop(c.qc.Context().Err())
-			return
-		}
-		for {
-			ss.mu.Lock()
-			batch, ss.queue = ss.queue, batch[:0]
-			closed := ss.closed
-			ss.mu.Unlock()
-			if len(batch) == 0 {
-				if closed {
-					ss.s.Close()
-					ss.stop(nil)
-					return
-				}
-				break
-			}
-			n := 0
-			var err error
-			var spare []byte
-			for i, q := range batch {
-				if q.big != nil {
-					n += 4 + len(q.big)
-					if err == nil {
-						err = writeFramed(ss.s, q.big)
-					}
-					core.ReleaseFrame(q.big)
-				} else {
-					n += len(q.small)
-					if err == nil {
-						_, err = ss.s.Write(q.small)
-					}
-					if cap(q.small) <= maxQueue {
-						spare = q.small[:0]
-					}
-				}
-				batch[i] = queued{}
-			}
-			if err != nil {
-				ss.s.CancelWrite(0)
-				ss.stop(err)
-				return
-			}
-			ss.mu.Lock()
-			ss.queued -= n
-			if spare != nil {
-				ss.spare = spare
-			}
-			ss.mu.Unlock()
-			ss.cond.Broadcast()
-		}
-	}
-}
-
-// stop ends the stream after an error (nil after its FIN): later writes
-// fail, waiting ones wake up.
-func (ss *sendStream) stop(err error) {
-	ss.mu.Lock()
-	if err == nil {
-		err = net.ErrClosed
-	}
-	if ss.err == nil {
-		ss.err = err
-	}
-	for _, q := range ss.queue {
-		if q.big != nil {
-			core.ReleaseFrame(q.big)
-		}
-	}
-	ss.queue, ss.queued = nil, 0
-	ss.mu.Unlock()
-	ss.cond.Broadcast()
-}
-
-// finish has the writer FIN the stream after what is queued; later
-// writes fail. wait waits for the FIN (or for the writer's failure).
-func (ss *sendStream) finish(wait bool) {
-	ss.mu.Lock()
-	ss.closed = true
-	started := ss.started
-	ss.mu.Unlock()
-	ss.cond.Broadcast()
-	if !started {
-		return
-	}
-	select {
-	case ss.wake <- struct{}{}:
-	default:
-	}
-	if wait {
-		<-ss.exited
-	}
-}
-
-func appendFramed(b, frame []byte) []byte {
-	n := len(frame)
-	b = append(b, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
-	return append(b, frame...)
-}
-
-func newConn(qc *quicgo.Conn, opts core.ConnOptions) *conn {
+func newConn(qc *quicgo.Conn, s *quicgo.Stream, opts core.ConnOptions) *conn {
 	c := &conn{
 		qc:     qc,
-		opts:   opts,
+		s:      s,
 		remote: qc.RemoteAddr().String(),
-		lanes:  map[uint64]*sendStream{},
-		frames: make(chan []byte, queuedFrames),
-		done:   make(chan struct{}),
-		hsDone: make(chan struct{}),
-		byeCh:  make(chan struct{}),
-		eof:    make(chan struct{}),
-		first:  newSendStream(),
+		w:      framing.NewWriter(s),
+		r:      framing.NewReader(s, readBuffer, opts.MaxFrameSize),
 	}
-	c.wctx, c.wcancel = context.WithCancel(qc.Context())
-	c.rest.Add(1)
-	go c.acceptLoop()
+	c.broken.Store(notBroken)
 	return c
 }
 
-// WriteFrame writes frame on the stream its lane maps to (see the package
-// doc). It returns once the frame is handed to QUIC, which may wait for
-// the peer's flow control.
-func (c *conn) WriteFrame(lane uint64, frame []byte) error {
-	if len(frame) > math.MaxUint32 {
-		return fmt.Errorf("quic: write to %s: frame of %d bytes: %w", c.remote, len(frame), core.ErrMessageTooLarge)
+// WriteFrames writes frames on the stream, in 64 KiB writes. It blocks
+// while QUIC's flow control has no credit, until the peer reads or Close
+// is called.
+func (c *conn) WriteFrames(frames [][]byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.closed.Load() {
+		return c.closedErr("write to")
 	}
-	if len(frame) == 0 {
-		return fmt.Errorf("quic: write to %s: empty frame", c.remote)
-	}
-	if c.closing.Load() {
-		return c.closedErr()
-	}
-	c.mu.Lock()
-	var ss *sendStream
-	if c.written < orderedFrames {
-		c.written++
-		ss = c.first
-	} else if lane != 0 {
-		slot := lane % laneStreams
-		if ss = c.lanes[slot]; ss == nil {
-			ss = newSendStream()
-			c.lanes[slot] = ss
+	if err := c.w.WriteFrames(frames); err != nil {
+		if c.closed.Load() {
+			return c.closedErr("write to")
 		}
+		c.broken.CompareAndSwap(notBroken, uint64(codeNone))
+		return fmt.Errorf("quic: write to %s: %w", c.remote, c.cause(err))
 	}
-	c.mu.Unlock()
-	if ss == nil {
-		return c.writeAlone(frame)
-	}
-	err := ss.write(c, frame)
-	if err == nil && ss == c.first {
-		ss.mu.Lock()
-		ss.n++
-		last := ss.n == orderedFrames
-		ss.mu.Unlock()
-		if last {
-			ss.finish(false)
-		}
-	}
-	return err
-}
-
-// writeAlone writes frame on a new stream of its own.
-func (c *conn) writeAlone(frame []byte) error {
-	s, err := c.open()
-	if err != nil {
-		return err
-	}
-	if len(frame) <= bigFrame {
-		// A small frame alone on its stream (an ask, a reply) is sent
-		// before the bulk of other streams: urgency 2, where the default
-		// is 3 (RFC 9218; lower is sooner).
-		s.SetPriority(2, false)
-	}
-	err = writeFramed(s, frame)
-	core.ReleaseFrame(frame)
-	if err != nil {
-		s.CancelWrite(0)
-		return c.writeErr(err)
-	}
-	s.Close()
 	return nil
 }
 
-// open opens a stream, waiting while the peer's stream limit is reached,
-// until Close.
-func (c *conn) open() (*quicgo.SendStream, error) {
-	c.openMu.Lock()
-	defer c.openMu.Unlock()
-	if c.closing.Load() {
-		return nil, c.closedErr()
+// ReadFrame returns the next frame; see core.Conn.
+func (c *conn) ReadFrame() ([]byte, error) {
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	if c.closed.Load() {
+		return nil, c.closedErr("read from")
 	}
-	s, err := c.qc.OpenUniStreamSync(c.wctx)
+	f, err := c.r.ReadFrame()
+	switch {
+	case c.closed.Load(): // even with a frame: none is returned after Close
+		return nil, c.closedErr("read from")
+	case err == io.EOF:
+		return nil, io.EOF
+	case errors.Is(err, core.ErrMessageTooLarge):
+		c.broken.Store(uint64(codeTooLarge))
+	case errors.Is(err, core.ErrProtocol), errors.Is(err, io.ErrUnexpectedEOF):
+		c.broken.Store(uint64(codeProtocol))
+	case err != nil:
+		c.broken.Store(uint64(codeNone))
+	}
 	if err != nil {
-		return nil, c.writeErr(err)
+		return nil, fmt.Errorf("quic: read from %s: %w", c.remote, c.cause(err))
 	}
-	return s, nil
+	return f, nil
 }
 
-// writeFramed writes the length and the frame; small frames go in one
-// Write, through a pooled buffer.
-func writeFramed(s *quicgo.SendStream, frame []byte) error {
-	if len(frame) <= bigFrame {
-		bp := framedPool.Get().(*[]byte)
-		*bp = appendFramed((*bp)[:0], frame)
-		_, err := s.Write(*bp)
-		framedPool.Put(bp)
-		return err
-	}
-	var hdr [4]byte
-	putLen(hdr[:], len(frame))
-	if _, err := s.Write(hdr[:]); err != nil {
-		return err
-	}
-	_, err := s.Write(frame)
-	return err
-}
-
-var framedPool = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b }}
-
-func putLen(b []byte, n int) {
-	b[0], b[1], b[2], b[3] = byte(n>>24), byte(n>>16), byte(n>>8), byte(n)
-}
-
-func (c *conn) closedErr() error {
-	return fmt.Errorf("quic: write to %s: %w", c.remote, net.ErrClosed)
-}
-
-func (c *conn) writeErr(err error) error {
-	if c.closing.Load() {
-		return c.closedErr()
-	}
-	return fmt.Errorf("quic: write to %s: %w", c.remote, err)
-}
-
-// acceptLoop accepts the peer's streams, in stream id order, and starts a
-// reader for each, until the connection closes.
-func (c *conn) acceptLoop() {
-	defer c.rest.Done()
-	first := true
-	for {
-		s, err := c.qc.AcceptUniStream(context.Background())
-		if err != nil {
-			c.fail(c.connErr(err))
-			return
-		}
-		c.mu.Lock()
-		if c.bye { // nothing may follow the goodbye
-			c.mu.Unlock()
-			s.CancelRead(0)
-			continue
-		}
-		c.active++
-		c.mu.Unlock()
-		c.rest.Add(1)
-		go c.readStream(s, first)
-		first = false
-	}
-}
-
-// connErr turns the error that closed the QUIC connection into ReadFrame's.
-func (c *conn) connErr(err error) error {
+// cause names the reason a stream operation failed: the connection's end
+// (the peer closed it, the idle timeout) when that is what happened.
+func (c *conn) cause(err error) error {
 	var ae *quicgo.ApplicationError
 	if errors.As(err, &ae) && ae.Remote && ae.ErrorCode == codeNone {
-		return fmt.Errorf("quic: read from %s: connection closed by peer: %w", c.remote, io.EOF)
+		return fmt.Errorf("connection closed by the peer before the end of the stream: %w", err)
 	}
-	return fmt.Errorf("quic: read from %s: %w", c.remote, err)
-}
-
-// readStream reads the frames of one stream and hands them to ReadFrame.
-// Streams other than the first wait until the first has ended.
-func (c *conn) readStream(s *quicgo.ReceiveStream, first bool) {
-	defer c.rest.Done()
-	if first {
-		defer c.hsOnce()
-	} else {
-		select {
-		case <-c.hsDone:
-		case <-c.done:
-			c.readerDone(false)
-			return
-		}
-	}
-	var hdr [4]byte
-	for n := 0; ; n++ {
-		// The first stream carries the peer's first frames, its
-		// handshake among them (the others wait for it to end).
-		limit := c.opts.MaxFrameSize
-		if first {
-			limit = c.opts.FrameLimit(n)
-		}
-		if limit <= 0 || limit > math.MaxUint32 {
-			limit = math.MaxUint32
-		}
-		frame, err := readFrame(s, limit, &hdr)
-		switch {
-		case err == nil && len(frame) == 0 && n == 0:
-			c.readerDone(true) // goodbye
-			return
-		case err == nil && len(frame) == 0:
-			c.failClose(codeProtocol, fmt.Errorf("quic: read from %s: empty frame: %w", c.remote, core.ErrProtocol))
-		case err == io.EOF:
-			c.readerDone(false)
-			return
-		case errors.Is(err, core.ErrMessageTooLarge):
-			c.failClose(codeTooLarge, fmt.Errorf("quic: read from %s: %w", c.remote, err))
-		case err != nil:
-			if c.qc.Context().Err() != nil {
-				c.fail(c.connErr(context.Cause(c.qc.Context())))
-			} else {
-				c.failClose(codeProtocol, fmt.Errorf("quic: read from %s: %w: %w", c.remote, core.ErrProtocol, err))
-			}
-		}
-		if err != nil || len(frame) == 0 {
-			s.CancelRead(0)
-			c.readerDone(false)
-			return
-		}
-		select {
-		case c.frames <- frame:
-		case <-c.done:
-			s.CancelRead(0)
-			c.readerDone(false)
-			return
-		}
-	}
-}
-
-func (c *conn) hsOnce() {
-	c.once.Do(func() { close(c.hsDone) })
-}
-
-// readerDone ends a reader; bye says it read the peer's goodbye. The last
-// reader after the goodbye closes eof.
-func (c *conn) readerDone(bye bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.active--
-	if bye && !c.bye {
-		c.bye = true
-		close(c.byeCh)
-	}
-	if c.bye && c.active == 0 {
-		select {
-		case <-c.eof:
-		default:
-			close(c.eof)
-		}
-	}
-}
-
-// ReadFrame returns the next frame any stream delivered. After the peer's
-// goodbye it returns the frames still queued, then io.EOF.
-func (c *conn) ReadFrame() ([]byte, error) {
-	select {
-	case f := <-c.frames:
-		return f, nil
-	case <-c.done:
-		return nil, c.err
-	case <-c.eof:
-		select {
-		case f := <-c.frames:
-			return f, nil
-		default:
-			return nil, fmt.Errorf("quic: read from %s: connection closed by peer: %w", c.remote, io.EOF)
-		}
-	}
+	return err
 }
 
 var _ core.BufferedConn = (*conn)(nil)
 
-// Buffered returns the number of frames received and not yet returned by
-// ReadFrame (core.BufferedConn).
-func (c *conn) Buffered() int { return len(c.frames) }
+// Buffered returns the number of bytes in the read buffer, received and
+// not yet returned by ReadFrame (core.BufferedConn). Bytes QUIC holds
+// beyond the read buffer are not counted.
+func (c *conn) Buffered() int { return c.r.Buffered() }
 
-// fail records err as ReadFrame's error, once, and closes the connection.
-func (c *conn) fail(err error) {
-	c.failOnce.Do(func() {
-		c.err = err
-		close(c.done)
-	})
+func (c *conn) closedErr(op string) error {
+	return fmt.Errorf("quic: %s %s: %w", op, c.remote, net.ErrClosed)
 }
 
-// failClose fails the connection for a peer's protocol violation.
-func (c *conn) failClose(code quicgo.ApplicationErrorCode, err error) {
-	c.fail(err)
-	c.failed.Store(true)
-	c.closing.Store(true)
-	c.wcancel()
-	c.qc.CloseWithError(code, err.Error())
-}
-
-// Close says goodbye to the peer after the frames written so far, waits
-// (at most closeFlush) for the peer to take them, closes the connection
-// and waits for the connection's goroutines.
+// Close ends a blocked ReadFrame and WriteFrames at once, FINs the stream
+// after the frames written, waits at most 250 ms for the peer's FIN (the
+// peer has read everything), then closes the connection.
 func (c *conn) Close() error {
-	c.closeOnce.Do(c.close)
+	c.once.Do(func() {
+		c.closed.Store(true)
+		now := time.Now()
+		c.s.SetReadDeadline(now)
+		c.s.SetWriteDeadline(now) // a frame cut short here reaches the peer torn
+		if code := c.broken.Load(); code != notBroken {
+			c.abort(quicgo.ApplicationErrorCode(code))
+			return
+		}
+		c.wmu.Lock()
+		c.s.Close() // FIN
+		c.wmu.Unlock()
+		c.rmu.Lock()
+		c.s.SetReadDeadline(now.Add(closeWait))
+		var sink [512]byte
+		for {
+			if _, err := c.s.Read(sink[:]); err != nil {
+				break // the peer's FIN, its CONNECTION_CLOSE, or closeWait
+			}
+		}
+		c.rmu.Unlock()
+		c.abort(codeNone)
+	})
 	return nil
 }
 
-func (c *conn) close() {
-	c.closing.Store(true)
-	c.fail(fmt.Errorf("quic: read from %s: %w", c.remote, net.ErrClosed))
-	c.wcancel()
-	c.mu.Lock()
-	peerBye := c.bye
-	c.mu.Unlock()
-	if !peerBye && c.qc.Context().Err() == nil && !c.failed.Load() {
-		flushed := make(chan struct{})
-		go func() { // ends by itself, or when CloseWithError fails its writes
-			defer close(flushed)
-			c.goodbye()
-		}()
-		timer := time.NewTimer(closeFlush)
-		select {
-		case <-flushed:
-			select {
-			case <-c.qc.Context().Done(): // the peer took everything and closed
-			case <-c.byeCh: // the peer is closing too
-			case <-timer.C:
-			}
-		case <-timer.C:
-		}
-		timer.Stop()
-		c.qc.CloseWithError(codeNone, "")
-		<-flushed
-	}
-	c.qc.CloseWithError(codeNone, "")
-	c.mu.Lock()
-	c.ended = true
-	c.mu.Unlock()
-	c.rest.Wait()
+// abort closes the connection with code, at once.
+func (c *conn) abort(code quicgo.ApplicationErrorCode) {
+	c.closed.Store(true)
+	c.qc.CloseWithError(code, "")
 	if c.onClose != nil {
 		c.onClose()
 	}
-}
-
-// goodbye FINs every stream that carries several frames, once its write
-// in progress is done, then writes the goodbye on a last stream.
-func (c *conn) goodbye() {
-	c.mu.Lock()
-	all := []*sendStream{c.first}
-	for _, ss := range c.lanes {
-		all = append(all, ss)
-	}
-	c.mu.Unlock()
-	for _, ss := range all {
-		ss.finish(false)
-	}
-	for _, ss := range all {
-		ss.finish(true)
-	}
-	c.openMu.Lock()
-	s, err := c.qc.OpenUniStreamSync(c.qc.Context())
-	c.openMu.Unlock()
-	if err != nil {
-		return
-	}
-	s.Write(make([]byte, 4))
-	s.Close()
 }
 
 func (c *conn) RemoteAddr() string { return c.remote }

@@ -6,6 +6,7 @@
 //	go -C bench run ./cmd/report            # the full run; writes ../docs (the repository's docs/)
 //	go -C bench run ./cmd/report -short     # every system on every case, quickly; writes nothing
 //	go -C bench run ./cmd/report -systems rpcenv-tcp,grpc-unary -rounds 3
+//	go -C bench run ./cmd/report -short -workloads bulk-ask,slow-heap
 package main
 
 import (
@@ -27,10 +28,11 @@ func main() {
 }
 
 func run() error {
-	short := flag.Bool("short", false, "a quick run: 2 rounds, 5ms benchtime, and no files unless -out is given")
+	short := flag.Bool("short", false, "a quick run: 2 rounds, 5ms benchtime, 10 asks during bulk sends, 300ms of slow-heap sending, and no files unless -out is given")
 	rounds := flag.Int("rounds", 5, "rounds over every case and system (at least 1); 2 with -short")
 	benchtime := flag.Duration("benchtime", 250*time.Millisecond, "about how long one timed run takes; 5ms with -short")
 	systems := flag.String("systems", "", "comma-separated systems to run (default all): "+names())
+	workloads := flag.String("workloads", "", "comma-separated workloads to run (default all): "+workloadNames())
 	out := flag.String("out", "../docs", `directory for BENCHMARKS.md and benchmarks.svg; "" writes nothing (default "" with -short)`)
 	flag.Parse()
 	if flag.NArg() > 0 {
@@ -38,7 +40,10 @@ func run() error {
 	}
 	set := map[string]bool{}
 	flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var stress harness.Stress // the defaults
 	if *short {
+		stress.BulkAsks = 10
+		stress.SlowFor = 300 * time.Millisecond
 		if !set["rounds"] {
 			*rounds = 2
 		}
@@ -53,21 +58,33 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	ws, err := harness.SelectWorkloads(*workloads)
+	if err != nil {
+		return err
+	}
 
 	machine := harness.ThisMachine()
 	machine.Command = command()
 	start := time.Now()
 	res, err := harness.Run(harness.Options{
 		Systems:   sys,
-		Cases:     harness.Cases(),
+		Cases:     harness.Cases(ws...),
 		Rounds:    *rounds,
 		Benchtime: *benchtime,
+		Stress:    stress,
 		Progress:  os.Stderr,
 	})
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(os.Stderr, "done in %v\n", time.Since(start).Round(time.Millisecond))
+	for _, s := range res.Systems {
+		for _, c := range res.Cases {
+			if x, _ := res.Get(s.Name(), c); x.Err != "" {
+				fmt.Fprintf(os.Stderr, "failed (shown as such in the report): %s, %s: %s\n", s.Name(), c, x.Err)
+			}
+		}
+	}
 	region := harness.Markdown(res, machine)
 	fmt.Print(region)
 	if *out == "" {
@@ -104,6 +121,15 @@ func names() string {
 	var ns []string
 	for _, s := range harness.Systems() {
 		ns = append(ns, s.Name())
+	}
+	return strings.Join(ns, ", ")
+}
+
+// workloadNames lists the workloads' names, for the usage message.
+func workloadNames() string {
+	var ns []string
+	for _, w := range harness.Workloads() {
+		ns = append(ns, w.String())
 	}
 	return strings.Join(ns, ", ")
 }

@@ -1,0 +1,162 @@
+package core
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"runtime"
+)
+
+// dial connects p, runs the handshake, then reads from the connection
+// until it breaks. It owns p's connection.
+func (e *Env) dial(p *peer, addr string) {
+	defer e.wg.Done()
+	t, err := e.transport(p.scheme)
+	var conn Conn
+	if err == nil {
+		ctx, cancel := context.WithTimeout(e.ctx, e.connectTimeout)
+		conn, err = t.Dial(ctx, addr, e.connOptions())
+		if err == nil {
+			err = e.handshake(ctx, p, conn, true)
+		}
+		cancel()
+	}
+	if err != nil {
+		if conn != nil {
+			conn.Close()
+		}
+		if e.stopping.Load() {
+			err = fmt.Errorf("%w: env %s shut down", ErrEnvStopped, e.name)
+		} else if !errors.Is(err, ErrUnauthenticated) && !errors.Is(err, ErrDisconnected) {
+			err = fmt.Errorf("%w: %v", ErrDisconnected, err)
+		}
+		err = fmt.Errorf("connect to %s: %w", p.dialAddr, err)
+		e.peers.recordFailure(p.dialAddr, err)
+		p.close(err)
+		if !e.stopping.Load() {
+			e.log.Warn("rpcenv: connect failed", "peer", p.dialAddr, "err", err)
+			e.broadcast(item{kind: itemNetworkError, ev: &netEvent{remote: p.dialAddr, err: err}})
+		}
+		return
+	}
+	e.serve(p)
+}
+
+// acceptLoop accepts connections until the listener closes.
+func (e *Env) acceptLoop(l Listener) {
+	defer e.wg.Done()
+	for {
+		conn, err := l.Accept()
+		if err != nil {
+			if !errors.Is(err, net.ErrClosed) && !e.stopping.Load() {
+				e.log.Error("rpcenv: accept failed; no longer accepting connections", "listen", e.addr, "err", err)
+			}
+			return
+		}
+		e.peers.mu.Lock()
+		closed := e.peers.closed
+		if !closed {
+			e.wg.Add(1)
+		}
+		e.peers.mu.Unlock()
+		if closed {
+			conn.Close()
+			return
+		}
+		go e.accept(conn)
+	}
+}
+
+// accept runs the handshake of an accepted connection, then serves it.
+func (e *Env) accept(conn Conn) {
+	defer e.wg.Done()
+	p := e.newPeer("", "")
+	if scheme, _, _, err := parseURI(e.addr); err == nil {
+		p.scheme = scheme
+	}
+	ctx, cancel := context.WithTimeout(e.ctx, e.handshakeTimeout)
+	err := e.handshake(ctx, p, conn, false)
+	cancel()
+	if err != nil {
+		conn.Close()
+		if !e.stopping.Load() {
+			e.log.Warn("rpcenv: refused connection", "from", p.scheme+"://"+conn.RemoteAddr(), "err", err)
+		}
+		return
+	}
+	e.serve(p)
+}
+
+// serve makes p live, then reads frames until the connection breaks.
+func (e *Env) serve(p *peer) {
+	first, ok := e.peers.registerUp(p)
+	if !ok {
+		p.close(fmt.Errorf("%w: env %s shut down", ErrEnvStopped, e.name))
+		return
+	}
+	if first {
+		e.broadcast(item{kind: itemConnected, ev: &netEvent{remote: p.label()}})
+	}
+	if !p.up() {
+		return
+	}
+	var (
+		env   envelope
+		names = names{}
+		parts reassembly
+	)
+	bc, buffered := p.conn.(BufferedConn)
+	for {
+		frame, err := p.conn.ReadFrame()
+		if err != nil {
+			if errors.Is(err, ErrMessageTooLarge) {
+				e.log.Warn("rpcenv: peer sent a frame over the limit; closing the connection", "peer", p.label(), "err", err)
+			}
+			if errors.Is(err, io.EOF) {
+				err = fmt.Errorf("%w: %s closed the connection", ErrDisconnected, p.label())
+			} else {
+				err = fmt.Errorf("%w: read from %s: %v", ErrDisconnected, p.label(), err)
+			}
+			p.close(err)
+			return
+		}
+		p.recvd.Add(1)
+		owned := isChunk(frame)
+		if owned {
+			if frame, err = parts.add(frame, e.maxMsg); err != nil {
+				e.protocolError(p, err)
+				return
+			}
+			if frame == nil {
+				continue // more pieces to come
+			}
+		}
+		if len(frame) > e.maxMsg {
+			e.log.Warn("rpcenv: peer sent a message over the limit; closing the connection", "peer", p.label(), "size", len(frame), "limit", e.maxMsg)
+			e.protocolError(p, fmt.Errorf("a message of %d bytes: %w (Config.MaxMessageSize is %d)", len(frame), ErrMessageTooLarge, e.maxMsg))
+			return
+		}
+		err = decodeEnvelopeNames(frame, &env, names)
+		if err == nil {
+			err = e.handle(p, &env, len(frame), owned)
+		}
+		if err != nil {
+			e.protocolError(p, err)
+			return
+		}
+		if (env.Kind == kindReply || env.Kind == kindAsk) && buffered && bc.Buffered() == 0 {
+			// The worker or asker this frame woke (if it woke one) is
+			// runnable on this P: let it run now (BufferedConn).
+			runtime.Gosched()
+		}
+	}
+}
+
+func (e *Env) protocolError(p *peer, err error) {
+	err = fmt.Errorf("%w: %s: %v", ErrDisconnected, p.label(), err)
+	e.log.Warn("rpcenv: closing connection after a protocol violation", "peer", p.label(), "err", err)
+	p.close(err)
+	e.broadcast(item{kind: itemNetworkError, ev: &netEvent{remote: p.label(), err: err}})
+}

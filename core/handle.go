@@ -1,0 +1,152 @@
+package core
+
+import (
+	"fmt"
+	"reflect"
+)
+
+// handle acts on one frame from p; size is its length, which a send or
+// an ask counts against its endpoint's credit (flow.go). owned means the
+// frame is the env's (reassembled from chunks): its body is then handed
+// on undecoded, for the worker or the asker to decode (chunk.go). An
+// error means p broke the protocol. It never waits for a write: what it
+// answers goes into the outbox's control queue.
+func (e *Env) handle(p *peer, env *envelope, size int, owned bool) error {
+	switch env.Kind {
+	case kindSend:
+		if err := p.received(env.To, size); err != nil {
+			return err
+		}
+		x := e.localEndpoint(env.To)
+		if x == nil {
+			p.consumed(env.To, 0, size)
+			e.deadLetter(DeadLetter{Target: e.uriOf(env.To), Type: env.Type, Sender: p.label(), Reason: ErrEndpointNotFound})
+			return nil
+		}
+		msg, err := e.decodeOrDefer(env, owned)
+		if err != nil {
+			p.consumed(env.To, 0, size)
+			e.deadLetter(DeadLetter{Target: e.uriOf(env.To), Type: env.Type, Sender: p.label(), Reason: err})
+			return nil
+		}
+		if !x.post(item{kind: itemMessage, size: uint32(size), msg: msg, c: p.sendContext(x)}) {
+			p.consumed(env.To, 0, size)
+			e.deadLetter(DeadLetter{Target: e.uriOf(env.To), Type: env.Type, Sender: p.label(), Reason: ErrEndpointNotFound})
+		}
+	case kindAsk:
+		if err := p.received(env.To, size); err != nil {
+			return err
+		}
+		ic := &inCall{p: p, id: env.ID}
+		ic.deadline = timeNow().Add(durationOf(env.Timeout))
+		x := e.localEndpoint(env.To)
+		if x == nil {
+			p.consumed(env.To, 0, size)
+			p.sendFail(env.ID, "", fmt.Errorf("%w: %s", ErrEndpointNotFound, e.uriOf(env.To)))
+			return nil
+		}
+		msg, err := e.decodeOrDefer(env, owned)
+		if err != nil {
+			p.consumed(env.To, 0, size)
+			p.sendFail(env.ID, "", fmt.Errorf("%s: %w", e.uriOf(env.To), err))
+			return nil
+		}
+		p.mu.Lock()
+		if _, dup := p.inCalls[env.ID]; dup {
+			p.mu.Unlock()
+			return fmt.Errorf("%w: ask id %d reused while in flight", ErrProtocol, env.ID)
+		}
+		if p.state == peerClosed {
+			p.mu.Unlock()
+			return nil
+		}
+		p.inCalls[env.ID] = ic
+		p.mu.Unlock()
+		ic.hctx = Context{ep: x, sender: p.label(), ans: ic, from: p}
+		if !x.post(item{kind: itemMessage, size: uint32(size), msg: msg, c: &ic.hctx}) {
+			p.consumed(env.To, 0, size)
+			ic.fail(x, envError{fmt.Errorf("%w: %s", ErrEndpointNotFound, e.uriOf(env.To))})
+		}
+	case kindReply:
+		c := p.takeCall(env.ID)
+		if c == nil {
+			return nil // a late reply: the asker gave up
+		}
+		msg, err := e.decodeOrDefer(env, owned)
+		if err != nil {
+			c.deliver(nil, fmt.Errorf("rpcenv: ask %s: reply: %w", c.target, err))
+			return nil
+		}
+		c.deliver(msg, nil)
+	case kindFail:
+		c := p.takeCall(env.ID)
+		if c == nil {
+			return nil
+		}
+		if env.To != "" {
+			c.deliver(nil, &RemoteError{Endpoint: env.To, Message: env.Message, Code: env.Code})
+		} else if s := sentinelOf(env.Code); s != nil {
+			c.deliver(nil, fmt.Errorf("rpcenv: ask %s: %w (%s)", c.target, s, env.Message))
+		} else {
+			c.deliver(nil, fmt.Errorf("rpcenv: ask %s: %s", c.target, env.Message))
+		}
+	case kindCancel:
+		p.mu.Lock()
+		ic := p.inCalls[env.ID]
+		delete(p.inCalls, env.ID) // a reply after this is dropped by the asker
+		p.mu.Unlock()
+		if ic != nil {
+			ic.end()
+		}
+	case kindBeat:
+		// counted by the read loop; nothing else to do
+	case kindCredit:
+		if env.To == "" || env.ID == 0 {
+			return fmt.Errorf("%w: a credit frame needs an endpoint name and a positive amount", ErrProtocol)
+		}
+		p.out.addCredit(env.To, env.ID)
+	case kindLookup:
+		x := e.localEndpoint(env.To)
+		if x == nil {
+			p.sendFail(env.ID, "", fmt.Errorf("%w: %s", ErrEndpointNotFound, e.uriOf(env.To)))
+			return nil
+		}
+		frame, err := encodeFrame(&header{kind: kindReply, id: env.ID, typ: "*rpcenv.ref"}, x.self, e.maxMsg)
+		if err != nil {
+			return err
+		}
+		p.control(frame)
+	default:
+		return fmt.Errorf("%w: unexpected frame kind %d after the handshake", ErrProtocol, env.Kind)
+	}
+	return nil
+}
+
+// decodeOrDefer decodes env's body and binds its refs, or, for a frame
+// the env owns, defers that to the message's consumer.
+func (e *Env) decodeOrDefer(env *envelope, owned bool) (any, error) {
+	if owned {
+		return &deferred{typ: env.Type, body: env.Body}, nil
+	}
+	msg, mt, err := decodeBody(env.Type, env.Body)
+	if err != nil {
+		return nil, err
+	}
+	e.bind(msg, mt)
+	return msg, nil
+}
+
+// bind makes the refs inside a received message usable from this env.
+func (e *Env) bind(msg any, mt *msgType) {
+	if mt != nil && mt.hasRefs {
+		bindRefs(reflect.ValueOf(msg), e, 0)
+	}
+}
+
+// uriOf names one of this env's endpoints in messages.
+func (e *Env) uriOf(name string) string {
+	if e.addr == "" {
+		return "client://" + e.name + "." + e.id[:8] + "/" + name
+	}
+	return e.addr + "/" + name
+}
