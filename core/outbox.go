@@ -59,11 +59,14 @@ type outFrame struct {
 // lane is the data frames for one endpoint (or one large reply), in the
 // order queued.
 type lane struct {
-	key uint64
-	q   []outFrame
-	off int    // bytes of q[0] already written as chunks
-	id  uint64 // q[0]'s chunk id while it crosses in chunks; 0 before
+	key  uint64
+	q    []outFrame // q[head:] wait; the storage is reused once all are out
+	head int
+	off  int    // bytes of q[head] already written as chunks
+	id   uint64 // q[head]'s chunk id while it crosses in chunks; 0 before
 }
+
+func (l *lane) empty() bool { return l.head == len(l.q) }
 
 type outbox struct {
 	p *peer
@@ -149,7 +152,7 @@ func (o *outbox) queue(key uint64, to string, f outFrame, done <-chan struct{}, 
 			}
 		}
 		l := o.lanes[key]
-		if credit > 0 && (o.data < outboxLimit || l == nil) {
+		if credit > 0 && (o.data < outboxLimit || l == nil || l.empty()) {
 			if to != "" {
 				o.credit[to] = credit - int64(len(f.b))
 			}
@@ -157,7 +160,7 @@ func (o *outbox) queue(key uint64, to string, f outFrame, done <-chan struct{}, 
 				l = &lane{key: key}
 				o.lanes[key] = l
 			}
-			if len(l.q) == 0 {
+			if l.empty() {
 				o.ring = append(o.ring, l)
 			}
 			l.q = append(l.q, f)
@@ -185,6 +188,10 @@ func (o *outbox) queue(key uint64, to string, f outFrame, done <-chan struct{}, 
 		}
 	}
 }
+
+// maxIdleLanes bounds the empty endpoint lanes a connection keeps, so
+// that a message to an endpoint whose lane drained allocates no new one.
+const maxIdleLanes = 1024
 
 // maxCreditEntries bounds the credit entries a peer can make us keep by
 // granting credit for endpoints we never sent to.
@@ -223,7 +230,7 @@ func (o *outbox) close(err error) []outFrame {
 	o.err = err
 	var left []outFrame
 	for _, l := range o.ring {
-		left = append(left, l.q...)
+		left = append(left, l.q[l.head:]...)
 	}
 	for _, f := range o.ctrl {
 		releaseFrame(f.b)
@@ -313,7 +320,7 @@ func (o *outbox) take(batch [][]byte, whole []outFrame, pieces [][]byte) ([][]by
 				o.turn = 0
 			}
 			l := o.ring[o.turn]
-			f := &l.q[0]
+			f := &l.q[l.head]
 			var out []byte
 			done := false
 			switch {
@@ -346,11 +353,14 @@ func (o *outbox) take(batch [][]byte, whole []outFrame, pieces [][]byte) ([][]by
 			if done {
 				o.data -= len(f.b)
 				freed = true
-				l.q[0] = outFrame{}
-				l.q = l.q[1:]
+				l.q[l.head] = outFrame{}
+				l.head++
 				l.off, l.id = 0, 0
-				if len(l.q) == 0 {
-					delete(o.lanes, l.key)
+				if l.empty() {
+					l.q, l.head = l.q[:0], 0
+					if l.key&1 == 0 || len(o.lanes) > maxIdleLanes {
+						delete(o.lanes, l.key) // a reply's lane, or too many kept
+					}
 					o.ring = append(o.ring[:o.turn], o.ring[o.turn+1:]...)
 					continue // the next lane moved into this turn
 				}
