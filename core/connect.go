@@ -106,6 +106,7 @@ func (e *Env) serve(p *peer) {
 		env   envelope
 		names = names{}
 		parts reassembly
+		win   = readWindow{avail: connWindow}
 	)
 	bc, buffered := p.conn.(BufferedConn)
 	for {
@@ -123,6 +124,14 @@ func (e *Env) serve(p *peer) {
 			return
 		}
 		p.recvd.Add(1)
+		if isData(frame) {
+			if err := win.read(p, len(frame)); err != nil {
+				if errors.Is(err, ErrProtocol) {
+					e.protocolError(p, err)
+				}
+				return
+			}
+		}
 		owned := isChunk(frame)
 		if owned {
 			if frame, err = parts.add(frame, e.maxMsg); err != nil {

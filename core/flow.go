@@ -85,3 +85,39 @@ func (p *peer) consumed(name string, limit, n int) {
 		}
 	}
 }
+
+// readWindow is the receiver's side of the connection window: what the
+// peer may still write of data frames, and what it has written since the
+// last Credit frame. It belongs to the read loop.
+type readWindow struct {
+	avail  int64
+	unsent int64
+}
+
+// isData reports whether frame is a data frame, which counts against the
+// connection window: a Send, an Ask, or a chunk.
+func isData(frame []byte) bool {
+	if len(frame) < 2 {
+		return false
+	}
+	k := frame[1]
+	return k == kindSend || k == kindAsk || k == kindChunk || k == kindLast
+}
+
+// read accounts a data frame of n bytes from p, and gives the window back
+// in steps of a quarter. A peer that writes past it breaks the protocol.
+func (w *readWindow) read(p *peer, n int) error {
+	if w.avail <= 0 {
+		return fmt.Errorf("%w: a data frame of %d bytes past the connection window", ErrProtocol, n)
+	}
+	w.avail -= int64(n)
+	w.unsent += int64(n)
+	if w.unsent >= connWindow/4 {
+		if frame, err := encodeFrame(&header{kind: kindCredit, id: uint64(w.unsent)}, nil, maxFrame); err == nil {
+			w.avail += w.unsent
+			w.unsent = 0
+			return p.control(frame)
+		}
+	}
+	return nil
+}

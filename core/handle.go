@@ -101,10 +101,14 @@ func (e *Env) handle(p *peer, env *envelope, size int, owned bool) error {
 	case kindBeat:
 		// counted by the read loop; nothing else to do
 	case kindCredit:
-		if env.To == "" || env.ID == 0 {
-			return fmt.Errorf("%w: a credit frame needs an endpoint name and a positive amount", ErrProtocol)
+		switch {
+		case env.ID == 0:
+			return fmt.Errorf("%w: a credit frame needs a positive amount", ErrProtocol)
+		case env.To == "":
+			p.out.addWindow(env.ID)
+		default:
+			p.out.addCredit(env.To, env.ID)
 		}
-		p.out.addCredit(env.To, env.ID)
 	case kindLookup:
 		x := e.localEndpoint(env.To)
 		if x == nil {

@@ -47,6 +47,13 @@ const (
 	// initialWindow is the credit a sender starts with for each endpoint
 	// of the peer (docs/PROTOCOL.md, "Flow control").
 	initialWindow = 64 << 10
+	// connWindow is how many bytes of data frames (sends, asks, chunks) a
+	// sender may write ahead of what the peer's read loop has read
+	// (docs/PROTOCOL.md, "Flow control"). It bounds what waits in the
+	// kernel's and the transport's buffers, which no one can reorder, so
+	// that a control frame or another lane's frame written now is read
+	// within about this many bytes.
+	connWindow = 512 << 10
 )
 
 // outFrame is a frame waiting in the outbox.
@@ -81,13 +88,14 @@ type outbox struct {
 	chunking int // frames being chunked
 	lastID   uint64
 	credit   map[string]int64 // per target endpoint: bytes we may still send (may be negative)
+	window   int64            // bytes of data frames we may still write (connWindow, given back by the peer)
 	err      error            // set once: the connection is closed
 	waitCh   chan struct{}    // closed when room or credit appears, or on close; nil when no one waits
 	wake     chan struct{}    // capacity 1: there is something to write
 }
 
 func newOutbox(p *peer) *outbox {
-	return &outbox{p: p, lanes: map[uint64]*lane{}, credit: map[string]int64{}, wake: make(chan struct{}, 1)}
+	return &outbox{p: p, lanes: map[uint64]*lane{}, credit: map[string]int64{}, window: connWindow, wake: make(chan struct{}, 1)}
 }
 
 func (o *outbox) signal() {
@@ -199,6 +207,15 @@ const maxCreditEntries = 4096
 
 // errDone is what queue returns when its caller stopped waiting.
 var errDone = fmt.Errorf("stopped waiting")
+
+// addWindow gives the writer n more bytes of data to write, from a
+// connection Credit frame.
+func (o *outbox) addWindow(n uint64) {
+	o.mu.Lock()
+	o.window = min(o.window+int64(min(n, 1<<40)), 1<<41)
+	o.mu.Unlock()
+	o.signal()
+}
 
 // addCredit adds n bytes of credit for endpoint to, from a Credit frame.
 // An entry back at the initial window is dropped: the map holds only the
@@ -313,9 +330,9 @@ func (o *outbox) take(batch [][]byte, whole []outFrame, pieces [][]byte) ([][]by
 	clear(o.ctrl)
 	o.ctrl, o.ctrlSize = o.ctrl[:0], 0
 	freed := false
-	for size < batchBytes && len(o.ring) > 0 {
+	for size < batchBytes && len(o.ring) > 0 && o.window > 0 {
 		progress := false
-		for i := 0; i < len(o.ring) && size < batchBytes; {
+		for i := 0; i < len(o.ring) && size < batchBytes && o.window > 0; {
 			if o.turn >= len(o.ring) {
 				o.turn = 0
 			}
@@ -349,6 +366,7 @@ func (o *outbox) take(batch [][]byte, whole []outFrame, pieces [][]byte) ([][]by
 			}
 			batch = append(batch, out)
 			size += len(out)
+			o.window -= int64(len(out))
 			progress = true
 			if done {
 				o.data -= len(f.b)

@@ -18,6 +18,7 @@ func drain(o *outbox) [][]byte {
 	var out [][]byte
 	for {
 		o.mu.Lock()
+		o.window = connWindow // the peer read everything so far
 		batch, _, _ := o.take(nil, nil, nil)
 		o.mu.Unlock()
 		if len(batch) == 0 {
@@ -151,5 +152,43 @@ func TestOutboxAskGivesUpAtItsDeadline(t *testing.T) {
 	o.credit["x"] = 0
 	if err := o.queue(laneOf("x"), "x", outFrame{b: testFrame(t, kindAsk, "x", 1)}, nil, time.Now()); err != errDone {
 		t.Fatalf("an ask without credit whose deadline passed returned %v; want errDone", err)
+	}
+}
+
+func TestOutboxWritesNoMoreDataThanTheConnectionWindow(t *testing.T) {
+	o := testOutbox()
+	big := testFrame(t, kindSend, "bulk", 4*connWindow)
+	if err := o.queue(laneOf("bulk"), "bulk", outFrame{b: big}, nil, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	written := 0
+	for {
+		o.mu.Lock()
+		batch, _, _ := o.take(nil, nil, nil)
+		o.mu.Unlock()
+		if len(batch) == 0 {
+			break
+		}
+		for _, f := range batch {
+			written += len(f)
+		}
+	}
+	if written < connWindow || written > connWindow+maxFrame {
+		t.Fatalf("%d bytes written without a window update; want the window (%d), overdrawn by at most one frame", written, connWindow)
+	}
+	beat := testFrame(t, kindBeat, "", 0)
+	o.control(beat)
+	o.mu.Lock()
+	batch, _, _ := o.take(nil, nil, nil)
+	o.mu.Unlock()
+	if len(batch) != 1 || !bytes.Equal(batch[0], beat) {
+		t.Fatalf("with the window spent, the writer took %d frames; want the control frame alone", len(batch))
+	}
+	o.addWindow(connWindow)
+	o.mu.Lock()
+	batch, _, _ = o.take(nil, nil, nil)
+	o.mu.Unlock()
+	if len(batch) == 0 {
+		t.Fatal("a window update did not let data go on")
 	}
 }
