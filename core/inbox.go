@@ -138,19 +138,34 @@ func (ep *endpoint) undeliverable(it item, err error) {
 	} else {
 		ep.env.deadLetter(DeadLetter{Target: ep.self.String(), Type: it.msg.(*deferred).typ, Sender: it.c.sender, Reason: err})
 	}
-	if it.size > 0 {
-		ep.consumed(it)
-	}
 }
 
-// consumed returns what a handled message counted against the inbox
-// limit: credit to the peer it came from, or room for local senders.
-func (ep *endpoint) consumed(it item) {
-	if p := it.c.from; p != nil {
-		p.consumed(ep.name, ep.limit, int(it.size))
-		return
+// consumption adds up what the messages a worker handled in one batch
+// counted against the inbox limit, so that it is given back (credit to
+// the peer they came from, room for local senders) once per batch and
+// peer rather than once per message.
+type consumption struct {
+	from  *peer
+	bytes int
+}
+
+func (c *consumption) add(ep *endpoint, it item) {
+	if p := it.c.from; p != c.from {
+		c.flush(ep)
+		c.from = p
 	}
-	ep.local.Add(-int64(it.size))
+	c.bytes += int(it.size)
+}
+
+func (c *consumption) flush(ep *endpoint) {
+	switch {
+	case c.bytes == 0:
+	case c.from != nil:
+		c.from.consumed(ep.name, ep.limit, c.bytes)
+	default:
+		ep.local.Add(-int64(c.bytes))
+	}
+	c.bytes = 0
 }
 
 // postLocalMessage posts a local message unless the local messages
@@ -231,10 +246,16 @@ func (ep *endpoint) run() {
 			return
 		}
 		ep.mu.Unlock()
+		var used consumption
 		for i := range n {
-			ep.process(batch[i])
+			it := batch[i]
+			ep.process(it)
+			if it.kind == itemMessage && it.size > 0 {
+				used.add(ep, it)
+			}
 			batch[i] = item{}
 		}
+		used.flush(ep)
 	}
 }
 
@@ -249,10 +270,7 @@ func (ep *endpoint) process(it item) {
 				break
 			}
 		}
-		ep.receive(it.c, msg)
-		if it.size > 0 {
-			ep.consumed(it)
-		}
+		ep.receive(it.c, msg) // run gives back what it counted (consumption)
 	case itemStart:
 		ep.start()
 	case itemStop:

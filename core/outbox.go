@@ -59,8 +59,57 @@ const (
 // outFrame is a frame waiting in the outbox.
 type outFrame struct {
 	b      []byte
+	pg     *page  // the page b was copied into, or nil: b is the sender's frame
 	target string // a send's target, for dead letters ("" for anything else)
 	typ    string
+}
+
+// A page holds small data frames copied into the outbox back to back, so
+// that a sender gets its frame's memory back at once (it goes back to the
+// free lists, hot in cache, instead of waiting in the outbox) and many
+// small frames cost one buffer. A page goes back to its pool once every
+// frame in it is written and it is no longer the one being filled.
+type page struct {
+	b    []byte
+	refs int // frames in b not yet written
+}
+
+const (
+	pageSize   = 64 << 10
+	smallFrame = 2 << 10 // data frames up to this are copied into pages
+)
+
+var pages = sync.Pool{New: func() any { return &page{b: make([]byte, 0, pageSize)} }}
+
+// copyIn copies f's frame into the current page, starting a new one when
+// it is full. Called with mu held; the caller releases the original.
+func (o *outbox) copyIn(f *outFrame) {
+	n := len(f.b)
+	if o.cur == nil || len(o.cur.b)+n > cap(o.cur.b) {
+		if o.cur != nil && o.cur.refs == 0 {
+			o.cur.b = o.cur.b[:0]
+			pages.Put(o.cur)
+		}
+		o.cur = pages.Get().(*page)
+	}
+	at := len(o.cur.b)
+	o.cur.b = append(o.cur.b, f.b...)
+	o.cur.refs++
+	f.b, f.pg = o.cur.b[at:at+n:at+n], o.cur
+}
+
+// written gives back the memory of frames the writer wrote. Called with mu
+// held.
+func (o *outbox) written(f *outFrame) {
+	if f.pg == nil {
+		releaseFrame(f.b)
+		return
+	}
+	f.pg.refs--
+	if f.pg.refs == 0 && f.pg != o.cur {
+		f.pg.b = f.pg.b[:0]
+		pages.Put(f.pg)
+	}
 }
 
 // lane is the data frames for one endpoint (or one large reply), in the
@@ -89,6 +138,7 @@ type outbox struct {
 	lastID   uint64
 	credit   map[string]int64 // per target endpoint: bytes we may still send (may be negative)
 	window   int64            // bytes of data frames we may still write (connWindow, given back by the peer)
+	cur      *page            // the page being filled (copyIn)
 	err      error            // set once: the connection is closed
 	waitCh   chan struct{}    // closed when room or credit appears, or on close; nil when no one waits
 	wake     chan struct{}    // capacity 1: there is something to write
@@ -171,9 +221,18 @@ func (o *outbox) queue(key uint64, to string, f outFrame, done <-chan struct{}, 
 			if l.empty() {
 				o.ring = append(o.ring, l)
 			}
+			orig := f.b
+			if len(orig) <= smallFrame {
+				o.copyIn(&f)
+			} else {
+				orig = nil
+			}
 			l.q = append(l.q, f)
 			o.data += len(f.b)
 			o.mu.Unlock()
+			if orig != nil {
+				releaseFrame(orig)
+			}
 			o.signal()
 			return nil
 		}
@@ -300,10 +359,12 @@ func (o *outbox) run(conn Conn) {
 			}
 			err := conn.WriteFrames(batch)
 			o.p.sent.Add(1)
+			o.mu.Lock()
 			for i := range whole {
-				releaseFrame(whole[i].b)
+				o.written(&whole[i])
 				whole[i] = outFrame{}
 			}
+			o.mu.Unlock()
 			for i, b := range pieces {
 				releaseFrame(b)
 				pieces[i] = nil

@@ -43,7 +43,7 @@ func testFrame(t *testing.T, kind uint8, to string, size int) []byte {
 func TestOutboxWritesControlFramesAheadOfData(t *testing.T) {
 	o := testOutbox()
 	data := testFrame(t, kindSend, "x", 100)
-	if err := o.queue(laneOf("x"), "x", outFrame{b: data}, nil, time.Time{}); err != nil {
+	if err := o.queue(laneOf("x"), "x", outFrame{b: bytes.Clone(data)}, nil, time.Time{}); err != nil { // a small frame goes back to the free lists
 		t.Fatal(err)
 	}
 	beat := testFrame(t, kindBeat, "", 0)
@@ -65,7 +65,7 @@ func TestOutboxInterleavesALargeFrameWithOtherLanes(t *testing.T) {
 	var small [][]byte
 	for i := range 5 {
 		f := testFrame(t, kindAsk, "echo", 10+i)
-		small = append(small, f)
+		small = append(small, bytes.Clone(f)) // a small frame goes back to the free lists once queued
 		if err := o.queue(laneOf("echo"), "echo", outFrame{b: f}, nil, time.Time{}); err != nil {
 			t.Fatal(err)
 		}

@@ -51,10 +51,9 @@ func (t *peerTable) init() {
 // route returns the peer to reach r over, dialing r's env if needed.
 func (e *Env) route(r *Ref) (*peer, error) {
 	if p := r.route.Load(); p != nil {
-		p.mu.Lock()
-		alive := p.state != peerClosed
-		p.mu.Unlock()
-		if alive {
+		select {
+		case <-p.closed: // no lock on the message path
+		default:
 			return p, nil
 		}
 	}

@@ -145,7 +145,7 @@ type Writer struct {
 	hdrs     []byte      // the headers of a batch (vectored)
 	vec      net.Buffers // the slices of a batch, reused (vectored)
 	iov      net.Buffers // vec as WriteTo consumes it; a field, so that it does not escape per call
-	out      []byte      // gathered bytes (not vectored)
+	out      []byte      // gathered bytes: small frames with their headers (vectored), or everything (not)
 }
 
 // NewWriter returns a Writer to w.
@@ -182,21 +182,53 @@ func (w *Writer) WriteFrames(frames [][]byte) error {
 	return w.gather(frames)
 }
 
+// copyMax is the largest frame writev copies, with its header, into one
+// run of the batch's buffer instead of giving it two slices of its own:
+// for a small frame the copy costs less than the system call's work per
+// slice.
+const copyMax = 1 << 10
+
 func (w *Writer) writev(frames [][]byte) error {
-	if need := HeaderSize * len(frames); cap(w.hdrs) < need {
-		w.hdrs = make([]byte, need)
+	hdrs, copied := 0, 0
+	for _, f := range frames {
+		if len(f) <= copyMax {
+			copied += HeaderSize + len(f)
+		} else {
+			hdrs += HeaderSize
+		}
 	}
-	hdrs := w.hdrs[:HeaderSize*len(frames)]
+	if cap(w.hdrs) < hdrs {
+		w.hdrs = make([]byte, hdrs)
+	}
+	if cap(w.out) < copied {
+		w.out = make([]byte, 0, copied) // sized first: the runs below point into it
+	}
+	h, out, run := w.hdrs[:0], w.out[:0], 0
 	vec := w.vec[:0]
-	for i, f := range frames {
-		h := hdrs[HeaderSize*i : HeaderSize*(i+1) : HeaderSize*(i+1)]
-		binary.BigEndian.PutUint32(h, uint32(len(f)))
-		vec = append(vec, h, f)
+	for _, f := range frames {
+		if len(f) <= copyMax {
+			out = binary.BigEndian.AppendUint32(out, uint32(len(f)))
+			out = append(out, f...)
+			continue
+		}
+		if len(out) > run {
+			vec = append(vec, out[run:len(out):len(out)])
+			run = len(out)
+		}
+		at := len(h)
+		h = binary.BigEndian.AppendUint32(h, uint32(len(f)))
+		vec = append(vec, h[at:at+HeaderSize:at+HeaderSize], f)
+	}
+	if len(out) > run {
+		vec = append(vec, out[run:len(out):len(out)])
 	}
 	w.iov = vec
 	_, err := w.iov.WriteTo(w.w)
 	clear(vec) // no reference to the caller's frames stays behind
 	w.vec, w.iov = vec[:0], nil
+	if cap(w.out) > 1<<20 {
+		w.out = nil // one large batch does not pin its copy
+	}
 	return err
 }
 
