@@ -2,16 +2,26 @@ package conformance
 
 import (
 	"testing"
+
+	"go.uber.org/goleak"
 )
 
 // Run runs the whole suite against the transport f describes, one
 // subtest per behaviour. It needs no help from the transport beyond
 // core.Transport: connection loss is simulated by closing the transport's
 // own connections.
+//
+// After the last subtest, Run fails t if a goroutine that started while
+// it ran is still running (go.uber.org/goleak): every case shuts its envs
+// down and closes its listeners and connections, so what is left was
+// leaked by the transport (or core). This assumes nothing else starts
+// goroutines while Run runs: do not call t.Parallel in the test that
+// calls Run, nor run Run in parallel with another test of the package.
 func Run(t *testing.T, f Factory) {
 	if f.NewTransport == nil || f.ListenURI == nil {
 		t.Fatal("conformance.Run: Factory.NewTransport and Factory.ListenURI are required")
 	}
+	before := goleak.IgnoreCurrent()
 	for _, group := range groups {
 		t.Run(group.name, func(t *testing.T) {
 			for _, c := range group.cases {
@@ -20,6 +30,9 @@ func Run(t *testing.T, f Factory) {
 				})
 			}
 		})
+	}
+	if err := goleak.Find(before); err != nil {
+		t.Errorf("goroutines still running after the suite (every case shut its envs down and closed its connections): %v", err)
 	}
 }
 
@@ -34,7 +47,10 @@ type group struct {
 }
 
 var groups = []group{
+	{"Conn", connCases},
 	{"Delivery", deliveryCases},
+	{"Payload", payloadCases},
+	{"Volume", volumeCases},
 	{"Lifecycle", lifecycleCases},
 	{"Ask", askCases},
 	{"NotFound", notFoundCases},
@@ -43,6 +59,8 @@ var groups = []group{
 	{"Limits", limitCases},
 	{"Secret", secretCases},
 	{"Network", networkCases},
+	{"ClientPeers", clientPeerCases},
+	{"Cut", cutCases},
 	{"Shutdown", shutdownCases},
 	{"Pressure", pressureCases},
 	{"Order", sendThenAskCases},
