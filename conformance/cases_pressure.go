@@ -32,6 +32,21 @@ func frameKind(f []byte) byte {
 	return f[1]
 }
 
+// chunkID returns a chunk frame's id, the CBOR unsigned integer after its
+// kind (docs/PROTOCOL.md, "Chunks").
+func chunkID(f []byte) uint64 {
+	info := f[2] & 0x1f
+	if info < 24 {
+		return uint64(info)
+	}
+	n := 1 << (info - 24) // 24..27: 1, 2, 4 or 8 bytes follow
+	var id uint64
+	for _, b := range f[3 : 3+n] {
+		id = id<<8 | uint64(b)
+	}
+	return id
+}
+
 // sendTarget returns the endpoint name of a Send frame ("" if f is not
 // one, or names it in a form this quick parser skips).
 func sendTarget(f []byte) string {
@@ -68,7 +83,7 @@ var pressureCases = []testCase{
 		const bulkSize, bulks = 32 << 20, 3
 		var (
 			mu        sync.Mutex
-			chunking  = map[string]bool{}
+			chunking  = map[uint64]bool{}
 			asksAmid  int
 			firstOnce sync.Once
 			first     = make(chan struct{})
@@ -78,10 +93,10 @@ var pressureCases = []testCase{
 			defer mu.Unlock()
 			switch frameKind(f) {
 			case wireChunk:
-				chunking[string(f[2:min(len(f), 11)])] = true
+				chunking[chunkID(f)] = true
 				firstOnce.Do(func() { close(first) })
 			case wireLast:
-				delete(chunking, string(f[2:min(len(f), 11)]))
+				delete(chunking, chunkID(f))
 			case wireAsk:
 				if len(chunking) > 0 {
 					asksAmid++

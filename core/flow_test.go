@@ -108,3 +108,33 @@ func TestALocalSendToAFullInboxFailsAtOnce(t *testing.T) {
 		t.Error("WithInboxLimit(1) was accepted; want an error naming the minimum")
 	}
 }
+
+// A send to an address in reconnect backoff must fail, not wait in an
+// outbox that no connection will ever write.
+func TestASendDuringReconnectBackoffFails(t *testing.T) {
+	dropped := make(chan DeadLetter, 4)
+	e, err := NewEnv(Config{Name: "backoff", Transports: []Transport{nowhere{}}, OnDeadLetter: func(d DeadLetter) { dropped <- d }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Shutdown(context.Background()) })
+	ref := newRef(e, "x", "nowhere://peer", "0123456789abcdef", "peer")
+	if err := ref.Send(1); err != nil {
+		t.Fatalf("the first send (queued while connecting): %v", err)
+	}
+	<-dropped // the connect failed: the queued send is a dead letter
+	if err := ref.Send(2); !errors.Is(err, ErrDisconnected) {
+		t.Fatalf("a send during the backoff: %v; want ErrDisconnected at once", err)
+	}
+}
+
+// nowhere is a transport whose every dial fails.
+type nowhere struct{}
+
+func (nowhere) Scheme() string { return "nowhere" }
+func (nowhere) Listen(string, ConnOptions) (Listener, error) {
+	return nil, errors.New("nowhere: no listening")
+}
+func (nowhere) Dial(context.Context, string, ConnOptions) (Conn, error) {
+	return nil, errors.New("nowhere: connection refused")
+}

@@ -1,6 +1,7 @@
 package core
 
 import (
+	"errors"
 	"fmt"
 	"runtime"
 	"sync"
@@ -189,8 +190,8 @@ func (o *outbox) control(frame []byte) error {
 }
 
 // queue puts a data frame on lane key once there is room (or the lane is
-// empty), and, when
-// to is not "", credit for endpoint to (which it consumes). It waits
+// empty) and, when to is not "", credit for endpoint to (which it
+// consumes). It waits
 // until then, or until done is closed or the deadline (if not zero)
 // passes (it then returns errDone), or the connection closes. f.b is the
 // caller's again only if it fails.
@@ -265,7 +266,7 @@ const maxIdleLanes = 1024
 const maxCreditEntries = 4096
 
 // errDone is what queue returns when its caller stopped waiting.
-var errDone = fmt.Errorf("stopped waiting")
+var errDone = errors.New("stopped waiting")
 
 // addWindow gives the writer n more bytes of data to write, from a
 // connection Credit frame.

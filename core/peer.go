@@ -219,6 +219,26 @@ func (p *peer) close(cause error) {
 	}
 }
 
+// closedFromStart marks a peer that is never connected (the env is shutting down,
+// or its address is in backoff) as closed for cause, before anyone holds
+// it: every message to it fails with cause.
+func (p *peer) closedFromStart(cause error) {
+	p.state, p.closeErr = peerClosed, cause
+	close(p.closed)
+	p.out.close(cause)
+}
+
+// gone reports whether the peer is closed, without a lock (for the
+// message path).
+func (p *peer) gone() bool {
+	select {
+	case <-p.closed:
+		return true
+	default:
+		return false
+	}
+}
+
 func (p *peer) isClosed() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -50,17 +50,16 @@ func (t *peerTable) init() {
 
 // route returns the peer to reach r over, dialing r's env if needed.
 func (e *Env) route(r *Ref) (*peer, error) {
-	if p := r.route.Load(); p != nil {
-		select {
-		case <-p.closed: // no lock on the message path
-		default:
-			return p, nil
-		}
+	if p := r.route.Load(); p != nil && !p.gone() {
+		return p, nil
 	}
 	t := &e.peers
 	t.mu.Lock()
 	p := t.byID[r.envID]
 	t.mu.Unlock()
+	if p != nil && p.gone() {
+		p = nil // closed, and not yet removed from the table: connect anew
+	}
 	if p == nil {
 		if r.addr == "" {
 			return nil, fmt.Errorf("%w: no connection to client-mode env %s.%s (it is reached only over a connection it opened)", ErrDisconnected, r.envName, r.envID[:min(8, len(r.envID))])
@@ -84,20 +83,18 @@ func (e *Env) peerFor(uri string) *peer {
 	t := &e.peers
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if p := t.byAddr[uri]; p != nil {
+	if p := t.byAddr[uri]; p != nil && !p.gone() {
 		return p
 	}
 	scheme, addr, _, _ := parseURI(uri)
 	p := e.newPeer(scheme, uri)
 	if t.closed {
-		p.state = peerClosed
-		p.closeErr = fmt.Errorf("%w: env %s shut down", ErrEnvStopped, e.name)
+		p.closedFromStart(fmt.Errorf("%w: env %s shut down", ErrEnvStopped, e.name))
 		return p
 	}
 	if f := t.failed[uri]; f != nil {
 		if wait := time.Until(f.until); wait > 0 {
-			p.state = peerClosed
-			p.closeErr = fmt.Errorf("%w (after %d failed attempts, the next in %v)", f.err, f.n, wait.Round(time.Millisecond))
+			p.closedFromStart(fmt.Errorf("%w (after %d failed attempts, the next in %v)", f.err, f.n, wait.Round(time.Millisecond)))
 			return p
 		}
 	}

@@ -162,9 +162,11 @@ type Conn interface {
 	// to call more than once and from any goroutine.
 	Close() error
 	// RemoteAddr labels the other end, in the form Listen takes
-	// ("127.0.0.1:53122"). It labels a client-mode peer (one without a
-	// listener) in events and logs, so two connections open at the same
-	// time must not share a label.
+	// ("127.0.0.1:53122"). On an accepted connection it labels a
+	// client-mode peer (one without a listener) in events, Context.Sender
+	// and logs, so two accepted connections open at the same time must
+	// not share a label; on a dialed connection it may be the address
+	// dialed.
 	RemoteAddr() string
 }
 
