@@ -125,6 +125,19 @@ type lane struct {
 
 func (l *lane) empty() bool { return l.head == len(l.q) }
 
+// push adds f behind the frames waiting. A lane that never drains (its
+// sender keeps up with the writer) would grow q without end, so the
+// frames still waiting move to the front once the written ones are half
+// of q: q stays within twice what waits.
+func (l *lane) push(f outFrame) {
+	if len(l.q) == cap(l.q) && l.head >= len(l.q)/2 && l.head > 0 {
+		n := copy(l.q, l.q[l.head:])
+		clear(l.q[n:])
+		l.q, l.head = l.q[:n], 0
+	}
+	l.q = append(l.q, f)
+}
+
 type outbox struct {
 	p *peer
 
@@ -228,7 +241,7 @@ func (o *outbox) queue(key uint64, to string, f outFrame, done <-chan struct{}, 
 			} else {
 				orig = nil
 			}
-			l.q = append(l.q, f)
+			l.push(f)
 			o.data += len(f.b)
 			o.mu.Unlock()
 			if orig != nil {

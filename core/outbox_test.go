@@ -192,3 +192,39 @@ func TestOutboxWritesNoMoreDataThanTheConnectionWindow(t *testing.T) {
 		t.Fatal("a window update did not let data go on")
 	}
 }
+
+// A lane whose sender keeps up with the writer never empties; its queue
+// must still stay within a small multiple of what waits, not grow with
+// every frame ever sent through it.
+func TestOutboxLaneThatNeverDrainsStaysSmall(t *testing.T) {
+	o := testOutbox()
+	key := laneOf("x")
+	push := func() {
+		f := testFrame(t, kindSend, "x", 8)
+		o.addCredit("x", uint64(len(f))) // the peer keeps up
+		if err := o.queue(key, "x", outFrame{b: f}, nil, time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	push()
+	for range 100_000 {
+		push()
+		o.mu.Lock()
+		o.window = 1 // room for one frame: the lane keeps the other
+		batch, whole, _ := o.take(nil, nil, nil)
+		for i := range whole {
+			o.written(&whole[i])
+		}
+		o.mu.Unlock()
+		if len(batch) != 1 {
+			t.Fatalf("took %d frames; want 1", len(batch))
+		}
+	}
+	o.mu.Lock()
+	l := o.lanes[key]
+	waiting, size := len(l.q)-l.head, cap(l.q)
+	o.mu.Unlock()
+	if waiting != 1 || size > 16 {
+		t.Fatalf("lane queue holds %d slots for %d waiting frames: it grows with every frame sent", size, waiting)
+	}
+}
