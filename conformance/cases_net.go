@@ -224,6 +224,67 @@ var shutdownCases = concat(
 				}
 			}
 		}},
+		// Close: the hard stage from the start. It returns while a
+		// handler is stuck; what was queued behind that handler is
+		// dropped (asks fail, sends are dead letters); OnStop runs once
+		// the handler returns, and then Done closes.
+		{"CloseEndsAtOnceAndDropsWhatIsQueued", func(t *testing.T, h *harness) {
+			var dead atomic.Int32
+			e := h.newEnv(core.Config{Name: "e", OnDeadLetter: func(core.DeadLetter) { dead.Add(1) }}, nil)
+			inside, release, stopped := make(chan struct{}), make(chan struct{}), make(chan struct{})
+			var handled atomic.Int32
+			ref := h.register(e, "hang", &probe{
+				receive: func(c *core.Context, _ any) error {
+					if handled.Add(1) == 1 {
+						close(inside)
+						<-release
+					}
+					return nil
+				},
+				stop: func() { close(stopped) },
+			})
+			first := askLater(context.Background(), ref, Ping{})
+			closed(t, inside, "the first ask to reach the handler")
+			var queued []<-chan error
+			for range 3 {
+				queued = append(queued, askLater(context.Background(), ref, Ping{}))
+			}
+			for range 5 {
+				if err := ref.Send(Ping{}); err != nil {
+					t.Fatalf("Send: %v", err)
+				}
+			}
+			if err := e.Close(); err != nil {
+				t.Errorf("Close: %v", err)
+			}
+			for _, ch := range queued {
+				if err := recv(t, ch, "a queued ask to fail"); !errors.Is(err, core.ErrEnvStopped) {
+					t.Errorf("ask queued at Close: %v, want ErrEnvStopped", err)
+				}
+			}
+			if err := ref.Send(Ping{}); !errors.Is(err, core.ErrEnvStopped) {
+				t.Errorf("Send after Close: %v, want ErrEnvStopped", err)
+			}
+			select {
+			case <-e.Done():
+				t.Fatal("Done closed while a handler is still running")
+			case <-stopped:
+				t.Fatal("OnStop ran while Receive was still running")
+			default:
+			}
+			if err := recv(t, first, "the ask being handled"); !errors.Is(err, core.ErrEnvStopped) {
+				t.Errorf("local ask being handled at Close: %v, want ErrEnvStopped", err)
+			}
+			close(release)
+			closed(t, stopped, "OnStop after the handler returned")
+			closed(t, e.Done(), "Done")
+			if n := handled.Load(); n != 1 {
+				t.Errorf("Receive ran %d times; want 1: what was queued at Close is dropped", n)
+			}
+			if n := dead.Load(); n != 5 {
+				t.Errorf("%d dead letters; want the 5 sends queued at Close", n)
+			}
+		}},
 		{"AfterShutdownEverythingReturnsErrEnvStopped", func(t *testing.T, h *harness) {
 			e := h.server("e")
 			ref := h.register(e, "x", echo())
@@ -265,5 +326,52 @@ var shutdownCases = concat(
 		if err := recv(t, shut, "Shutdown"); err != nil {
 			t.Errorf("Shutdown: %v", err)
 		}
+	}),
+	// Shutdown's hard stage: once its context ends, the connections
+	// close although a handler never returns, so the remote askers fail
+	// at once (not at their deadlines) and a handler waiting on its
+	// ask's Context is released; Done waits for the handler that holds.
+	across("HardStageFailsRemoteAsksAndCancelsTheirHandlers", networks, func(t *testing.T, h *harness, at, from *core.Env) {
+		hangIn, waitIn := make(chan struct{}), make(chan struct{})
+		release := make(chan struct{})
+		canceled := make(chan error, 1)
+		h.register(at, "hang", &probe{receive: func(c *core.Context, _ any) error {
+			close(hangIn)
+			<-release // ignores its Context: code that never returns
+			return nil
+		}})
+		h.register(at, "wait", &probe{receive: func(c *core.Context, _ any) error {
+			close(waitIn)
+			<-c.Context().Done()
+			canceled <- c.Context().Err()
+			return c.Context().Err()
+		}})
+		hang, wait := h.lookup(from, at, "hang"), h.lookup(from, at, "wait")
+		// No deadline of the caller's: the ask would wait AskTimeout.
+		hangErr := askLater(context.Background(), hang, Ping{})
+		waitErr := askLater(context.Background(), wait, Ping{})
+		closed(t, hangIn, "the ask to reach the handler that hangs")
+		closed(t, waitIn, "the ask to reach the handler that waits on its Context")
+
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel() // the graceful stage is over at once
+		if err := at.Shutdown(ctx); !errors.Is(err, context.Canceled) {
+			t.Errorf("Shutdown with a handler that never returns: %v, want context.Canceled", err)
+		}
+		for _, ch := range []<-chan error{hangErr, waitErr} {
+			if err := recv(t, ch, "the remote ask to fail"); !errors.Is(err, core.ErrDisconnected) {
+				t.Errorf("remote ask after the hard stage: %v, want ErrDisconnected", err)
+			}
+		}
+		if err := recv(t, canceled, "the handler's Context to end"); err == nil {
+			t.Error("the handler's Context ended with a nil error")
+		}
+		select {
+		case <-at.Done():
+			t.Fatal("Done closed while a handler is still running")
+		default:
+		}
+		close(release)
+		closed(t, at.Done(), "Done once the handler returned")
 	}),
 )

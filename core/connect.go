@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"runtime"
+	"time"
 )
 
 // dial connects p, runs the handshake, then reads from the connection
@@ -44,17 +45,45 @@ func (e *Env) dial(p *peer, addr string) {
 	e.serve(p)
 }
 
-// acceptLoop accepts connections until the listener closes.
+// Accept backoff: after an Accept error, the accept loop waits
+// acceptBackoffMin, doubling after each error in a row up to
+// acceptBackoffMax, then tries again (as net/http's Server.Serve does).
+const (
+	acceptBackoffMin = 5 * time.Millisecond
+	acceptBackoffMax = time.Second
+)
+
+// acceptLoop accepts connections until the listener closes. Any other
+// Accept error (out of file descriptors, say) is waited out with a
+// backoff, so a burst never ends listening for good.
 func (e *Env) acceptLoop(l Listener) {
 	defer e.wg.Done()
+	var delay time.Duration
+	var pause *time.Timer
 	for {
 		conn, err := l.Accept()
 		if err != nil {
-			if !errors.Is(err, net.ErrClosed) && !e.stopping.Load() {
-				e.log.Error("rpcenv: accept failed; no longer accepting connections", "listen", e.addr, "err", err)
+			if errors.Is(err, net.ErrClosed) || e.stopping.Load() {
+				return
 			}
-			return
+			delay = min(max(2*delay, acceptBackoffMin), acceptBackoffMax)
+			if ok, skipped := e.acceptLog.allow(); ok {
+				e.log.Warn("rpcenv: accept failed; retrying", "listen", e.addr, "err", err, "retry_in", delay, "not_logged_since_last", skipped)
+			}
+			if pause == nil {
+				pause = time.NewTimer(delay)
+				defer pause.Stop()
+			} else {
+				pause.Reset(delay)
+			}
+			select {
+			case <-pause.C:
+				continue
+			case <-e.ctx.Done(): // Shutdown closes the listener
+				return
+			}
 		}
+		delay = 0
 		e.peers.mu.Lock()
 		closed := e.peers.closed
 		if !closed {
@@ -82,7 +111,10 @@ func (e *Env) accept(conn Conn) {
 	if err != nil {
 		conn.Close()
 		if !e.stopping.Load() {
-			e.log.Warn("rpcenv: refused connection", "from", p.scheme+"://"+conn.RemoteAddr(), "err", err)
+			e.refused.Add(1)
+			if ok, skipped := e.refusedLog.allow(); ok {
+				e.log.Warn("rpcenv: refused connection", "from", p.scheme+"://"+conn.RemoteAddr(), "err", err, "not_logged_since_last", skipped)
+			}
 		}
 		return
 	}

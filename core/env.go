@@ -130,11 +130,15 @@ type Env struct {
 
 	nextID      atomic.Uint64
 	deadLetters atomic.Uint64
-	deadLogged  atomic.Int64  // when the last dead letter was logged (Unix ns)
-	deadSkipped atomic.Uint64 // dead letters not logged since
-	deadEvery   time.Duration // the least time between two dead-letter log lines
+	deadLog     logLimiter
+	refused     atomic.Uint64 // connections refused at the handshake
+	refusedLog  logLimiter
+	acceptLog   logLimiter
 	stopping    atomic.Bool
 	stopOnce    sync.Once
+	stopped     []*endpoint   // the endpoints Shutdown stopped; set in stopOnce
+	hard        chan struct{} // closed when the hard stage begins
+	hardOnce    sync.Once
 	done        chan struct{}
 	stopErr     error // set before done is closed
 }
@@ -153,8 +157,8 @@ func NewEnv(cfg Config) (*Env, error) {
 		heartbeat:        cfg.HeartbeatInterval,
 		peerTimeout:      cfg.PeerTimeout,
 		onDeadLetter:     cfg.OnDeadLetter,
-		deadEvery:        deadLogEvery,
 		observers:        map[*endpoint]struct{}{},
+		hard:             make(chan struct{}),
 		done:             make(chan struct{}),
 	}
 	if e.name == "" {
@@ -281,8 +285,16 @@ func (e *Env) Address() string { return e.addr }
 // created (see DeadLetter).
 func (e *Env) DeadLetters() uint64 { return e.deadLetters.Load() }
 
-// Done returns a channel closed when Shutdown has finished: every
-// endpoint stopped, every connection closed, every goroutine gone.
+// RefusedConnections returns how many connections this env has refused
+// since it was created: accepted connections whose handshake failed
+// (a wrong secret or protocol version, a peer that is not an rpcenv
+// env, a handshake that timed out). Refusals are logged at most once a
+// second, with the number left out since the last line.
+func (e *Env) RefusedConnections() uint64 { return e.refused.Load() }
+
+// Done returns a channel closed when Shutdown (or Close) has finished:
+// every endpoint stopped (its OnStop returned), every connection closed,
+// every goroutine of the env gone.
 func (e *Env) Done() <-chan struct{} { return e.done }
 
 // EndpointOption configures an endpoint at Register.
@@ -449,12 +461,8 @@ func (e *Env) deadLetter(d DeadLetter) {
 	if e.onDeadLetter != nil {
 		e.onDeadLetter(d)
 	}
-	// One line a second at most: a flood of sends to a missing endpoint
-	// must not become a flood of log lines.
-	now := time.Now().UnixNano()
-	last := e.deadLogged.Load()
-	if last != 0 && now-last < int64(e.deadEvery) || !e.deadLogged.CompareAndSwap(last, now) {
-		e.deadSkipped.Add(1)
+	ok, skipped := e.deadLog.allow()
+	if !ok {
 		return
 	}
 	level := slog.LevelWarn
@@ -462,14 +470,11 @@ func (e *Env) deadLetter(d DeadLetter) {
 		level = slog.LevelDebug // racing our own shutdown is expected, not alarming
 	}
 	attrs := []any{"target", d.Target, "type", d.Type, "sender", d.Sender, "reason", d.Reason}
-	if n := e.deadSkipped.Swap(0); n > 0 {
-		attrs = append(attrs, "not_logged_since_last", n)
+	if skipped > 0 {
+		attrs = append(attrs, "not_logged_since_last", skipped)
 	}
 	e.log.Log(context.Background(), level, "rpcenv: dead letter", attrs...)
 }
-
-// deadLogEvery is Env.deadEvery's value outside tests.
-const deadLogEvery = time.Second
 
 func (e *Env) localEndpoint(name string) *endpoint {
 	if v, ok := e.endpoints.Load(name); ok {
@@ -659,30 +664,84 @@ func (e *Env) Lookup(ctx context.Context, uri string) (*Ref, error) {
 	return ref, nil
 }
 
-// Shutdown stops every endpoint (each runs its queued messages, then
-// OnStop), fails this env's pending asks with ErrEnvStopped, closes the
-// listener and every connection, and waits for every goroutine it started
-// to exit, or for ctx to be done (it then returns ctx's error and the rest
-// of the shutdown goes on; Done tells when it ends). Peers see this env's
-// connections close; its own endpoints see no OnDisconnected. Calling
-// Shutdown again waits for the same shutdown.
+// Shutdown stops the env in two stages (docs/ARCHITECTURE.md, "Shutdown").
+//
+// The graceful stage runs first: the listener closes, every endpoint is
+// stopped (it handles the messages already queued, then OnStop runs),
+// and then every connection closes: what is still queued on a
+// connection then is dropped (sends are dead letters). Pending asks of this env fail with ErrEnvStopped at
+// once; local asks being handled see their Context done.
+//
+// If ctx ends before that is over, the hard stage begins, as with
+// [Env.Close]: every connection closes at once, so peers' asks being
+// handled here fail on their side with ErrDisconnected and their
+// handlers' c.Context() is canceled here; messages still queued are
+// dropped (asks fail with ErrEnvStopped, sends are dead letters).
+// Shutdown then returns ctx's error wrapped, once every goroutine of the
+// env has ended but those still inside an endpoint's code (a Receive or
+// OnStop that does not return); Done closes when they return.
+//
+// Peers see this env's connections close; its own endpoints see no
+// OnDisconnected. Calling Shutdown again, or after Close, waits for the
+// same shutdown.
 func (e *Env) Shutdown(ctx context.Context) error {
+	e.begin()
+	select {
+	case <-e.done:
+		return e.stopErr
+	case <-ctx.Done():
+	}
+	e.abort()
+	select {
+	case <-e.done:
+		return e.stopErr
+	default:
+	}
+	return fmt.Errorf("rpcenv: shutdown %s: %w (connections closed; endpoint code still running: Done closes when it returns)", e.name, ctx.Err())
+}
+
+// Close stops the env at once: it is [Env.Shutdown] with its hard stage
+// from the start. Every connection closes, queued messages are dropped
+// (asks fail, sends are dead letters), asks being handled have their
+// Context canceled, and endpoints get OnStop once the message they are
+// handling, if any, returns. Close returns once every goroutine of the
+// env has ended but those inside an endpoint's code; Done closes when
+// those return. It returns the error of closing the listener, if any
+// (nil if Shutdown already ended).
+func (e *Env) Close() error {
+	e.begin()
+	e.abort()
+	select {
+	case <-e.done:
+		return e.stopErr
+	default:
+		return nil
+	}
+}
+
+// begin starts the shutdown once: nothing more registers, the env's
+// context ends (local asks waiting fail), every endpoint is told to
+// stop, and the rest runs in shutdown.
+func (e *Env) begin() {
 	e.stopOnce.Do(func() {
 		e.regMu.Lock()
 		e.stopping.Store(true)
 		e.regMu.Unlock()
 		e.cancel()
+		e.endpoints.Range(func(_, v any) bool {
+			e.stopped = append(e.stopped, v.(*endpoint))
+			return true
+		})
+		for _, x := range e.stopped {
+			e.stopEndpoint(x)
+		}
 		go e.shutdown()
 	})
-	select {
-	case <-e.done:
-		return e.stopErr
-	case <-ctx.Done():
-		return fmt.Errorf("rpcenv: shutdown %s: %w (endpoints still running; Done closes when they finish)", e.name, ctx.Err())
-	}
 }
 
-// shutdown runs once, in its own goroutine, and closes done.
+// shutdown runs once, in its own goroutine, and closes done: the
+// graceful stage, cut short if the hard stage begins, then what both
+// stages end with.
 func (e *Env) shutdown() {
 	var errs []error
 	if e.listener != nil {
@@ -690,24 +749,37 @@ func (e *Env) shutdown() {
 			errs = append(errs, fmt.Errorf("close listener: %w", err))
 		}
 	}
-	var all []*endpoint
-	e.endpoints.Range(func(_, v any) bool {
-		all = append(all, v.(*endpoint))
-		return true
-	})
-	for _, x := range all {
-		e.stopEndpoint(x)
-	}
-	for _, x := range all {
-		<-x.done
+	for _, x := range e.stopped {
+		select {
+		case <-x.done:
+		case <-e.hard:
+		}
 	}
 	e.peers.closeAll(fmt.Errorf("%w: env %s shut down", ErrEnvStopped, e.name))
 	e.wg.Wait()
+	for _, x := range e.stopped {
+		<-x.done // only endpoint code still running holds this
+	}
 	e.pool.close()
 	if len(errs) > 0 {
 		e.stopErr = fmt.Errorf("rpcenv: shutdown %s: %w", e.name, errors.Join(errs...))
 	}
 	close(e.done)
+}
+
+// abort is the hard stage: it closes every connection, drops what waits
+// in the inboxes, ends idle workers, and waits for the env's own
+// goroutines (connections, accept loop), which never run endpoint code.
+func (e *Env) abort() {
+	e.hardOnce.Do(func() {
+		close(e.hard)
+		e.peers.closeAll(errAborted(e))
+		for _, x := range e.stopped {
+			x.abort()
+		}
+		e.pool.stopIdle()
+	})
+	e.wg.Wait()
 }
 
 // parseURI splits "scheme://addr/name"; name may be empty.

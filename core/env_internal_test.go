@@ -27,12 +27,16 @@ func (l *recordLog) Handle(_ context.Context, r slog.Record) error {
 
 // deadLines returns the dead-letter lines logged so far, each as the
 // value of its not_logged_since_last attribute (0 when absent).
-func (l *recordLog) deadLines() []uint64 {
+func (l *recordLog) deadLines() []uint64 { return l.lines("rpcenv: dead letter") }
+
+// lines returns the lines with message msg logged so far, each as the
+// value of its not_logged_since_last attribute (0 when absent).
+func (l *recordLog) lines(msg string) []uint64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var lines []uint64
 	for _, r := range l.recs {
-		if r.Message != "rpcenv: dead letter" {
+		if r.Message != msg {
 			continue
 		}
 		var skipped uint64
@@ -60,7 +64,7 @@ func TestDeadLettersAreAllCountedButLoggedAtMostOncePerInterval(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer e.Shutdown(context.Background())
-	e.deadEvery = time.Hour // no two lines in this test by the clock
+	e.deadLog.every = time.Hour // no two lines in this test by the clock
 
 	missing := newRef(e, "missing", e.addr, e.id, e.name)
 	const n = 100
@@ -81,7 +85,7 @@ func TestDeadLettersAreAllCountedButLoggedAtMostOncePerInterval(t *testing.T) {
 
 	// Once the interval has passed, the next dead letter is logged with
 	// the number left out since the last line.
-	e.deadLogged.Store(1) // long ago
+	e.deadLog.last.Store(1) // long ago
 	if err := missing.Send("x"); !errors.Is(err, ErrEndpointNotFound) {
 		t.Fatal(err)
 	}
@@ -96,5 +100,38 @@ func TestConnectionsLimitFramesToOneChunk(t *testing.T) {
 		if o := e.connOptions(); o.MaxFrameSize != maxFrame || maxFrame >= e.maxMsg {
 			t.Errorf("secret %q: connOptions = %+v; want frames of at most %d bytes (one chunk), below MaxMessageSize %d", secret, o, maxFrame, e.maxMsg)
 		}
+	}
+}
+
+// A flood of failed handshakes is counted whole but logged once per
+// interval, the next line saying how many were left out.
+func TestRefusedConnectionsAreAllCountedButLoggedAtMostOncePerInterval(t *testing.T) {
+	log := &recordLog{}
+	e, err := NewEnv(Config{Name: "refuser", Logger: slog.New(log)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Shutdown(context.Background())
+	e.refusedLog.every = time.Hour // no two lines in this test by the clock
+	refuse := func() {
+		ours, theirs := newPipe()
+		theirs.Close() // the peer hangs up before its hello
+		e.wg.Add(1)
+		e.accept(ours)
+	}
+	const n = 50
+	for range n {
+		refuse()
+	}
+	if got := e.RefusedConnections(); got != n {
+		t.Fatalf("RefusedConnections = %d, want %d", got, n)
+	}
+	if lines := log.lines("rpcenv: refused connection"); len(lines) != 1 || lines[0] != 0 {
+		t.Fatalf("refused-connection lines (their not_logged_since_last): %v, want one line, the first", lines)
+	}
+	e.refusedLog.last.Store(1) // long ago
+	refuse()
+	if lines := log.lines("rpcenv: refused connection"); len(lines) != 2 || lines[1] != n-1 {
+		t.Fatalf("refused-connection lines (their not_logged_since_last): %v, want a second line saying %d", lines, n-1)
 	}
 }

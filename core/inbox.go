@@ -104,9 +104,10 @@ type endpoint struct {
 
 	mu       sync.Mutex
 	q        ring
-	active   int  // workers inside run
-	starting bool // OnStart queued or running: no other item may run
-	stopping bool // the stop item is queued: nothing more is accepted
+	active   int         // workers inside run
+	starting bool        // OnStart queued or running: no other item may run
+	stopping bool        // the stop item is queued: nothing more is accepted
+	aborted  atomic.Bool // the env's hard stage: messages not yet handled are dropped
 	done     chan struct{}
 }
 
@@ -210,6 +211,42 @@ func (ep *endpoint) stop() bool {
 	return true
 }
 
+// abort drops every message waiting in the inbox (asks fail with
+// ErrEnvStopped, sends are dead letters), and those a worker has taken but not
+// yet handled; OnStop still runs, after the message being handled, if
+// any. For the env's hard stage: the endpoint must be stopping.
+func (ep *endpoint) abort() {
+	ep.aborted.Store(true)
+	reason := errAborted(ep.env)
+	var dropped []item
+	ep.mu.Lock()
+	for ep.q.n > 0 {
+		dropped = append(dropped, ep.q.pop())
+	}
+	if ep.stopping {
+		ep.q.push(item{kind: itemStop}) // it was last: OnStop keeps its place
+	}
+	ep.mu.Unlock()
+	for _, it := range dropped {
+		ep.drop(it, reason)
+	}
+}
+
+// errAborted is why the hard stage drops a message.
+func errAborted(e *Env) error { return fmt.Errorf("%w: env %s closed", ErrEnvStopped, e.name) }
+
+// drop answers a message that will not be handled: an ask fails, a send
+// is a dead letter. Other items are dropped, but the stop item, which
+// abort keeps.
+func (ep *endpoint) drop(it item, reason error) {
+	if it.kind == itemMessage {
+		ep.env.reject(ep.self.String(), it, reason)
+		var used consumption
+		used.add(ep, it)
+		used.flush(ep)
+	}
+}
+
 // take returns the next item this worker may process. Called with mu held.
 func (ep *endpoint) take() (item, bool) {
 	if ep.q.n == 0 {
@@ -249,6 +286,11 @@ func (ep *endpoint) run() {
 		var used consumption
 		for i := range n {
 			it := batch[i]
+			if it.kind != itemStop && it.kind != itemStart && ep.aborted.Load() {
+				ep.drop(it, errAborted(ep.env))
+				batch[i] = item{}
+				continue
+			}
 			ep.process(it)
 			if it.kind == itemMessage && it.size > 0 {
 				used.add(ep, it)
@@ -447,9 +489,10 @@ func (p *pool) reap() {
 	}
 }
 
-// close ends the idle workers and waits for every worker to exit. Called
-// once every endpoint has stopped, so no inbox is scheduled any more.
-func (p *pool) close() {
+// stopIdle ends the idle workers, and has every busy one end once its
+// inbox has nothing for it. Inboxes scheduled later still get a worker,
+// which ends after it.
+func (p *pool) stopIdle() {
 	p.mu.Lock()
 	p.closed = true
 	p.reaper.Stop()
@@ -458,5 +501,11 @@ func (p *pool) close() {
 	}
 	p.idle = nil
 	p.mu.Unlock()
+}
+
+// close ends the idle workers and waits for every worker to exit. Called
+// once every endpoint has stopped, so no inbox is scheduled any more.
+func (p *pool) close() {
+	p.stopIdle()
 	p.wg.Wait()
 }

@@ -109,8 +109,10 @@ type ConnOptions struct {
 // Listener accepts connections for an env.
 type Listener interface {
 	// Accept waits for the next connection. After Close it returns an
-	// error wrapping net.ErrClosed. It should survive transient errors
-	// (too many open files) on its own.
+	// error wrapping net.ErrClosed. Any other error (too many open files)
+	// is not the end: the env logs it (at most once a second), waits
+	// from 5 ms doubling up to 1 s while errors go on, and calls Accept
+	// again.
 	Accept() (Conn, error)
 	// Addr is the address actually bound, in the form Listen takes
 	// (the real port after ":0").

@@ -51,14 +51,33 @@ type Child struct {
 
 // Buffer is a bytes.Buffer safe for concurrent use.
 type Buffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+	mu    sync.Mutex
+	b     bytes.Buffer
+	wrote chan struct{} // closed at the next Write; nil when no one waits
 }
 
 func (l *Buffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.wrote != nil {
+		close(l.wrote)
+		l.wrote = nil
+	}
 	return l.b.Write(p)
+}
+
+// Contains reports whether s has been written and, if not, returns a
+// channel closed at the next Write.
+func (l *Buffer) Contains(s string) (bool, <-chan struct{}) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if strings.Contains(l.b.String(), s) {
+		return true, nil
+	}
+	if l.wrote == nil {
+		l.wrote = make(chan struct{})
+	}
+	return false, l.wrote
 }
 
 func (l *Buffer) String() string {

@@ -3,6 +3,7 @@ package peertest
 import (
 	"context"
 	"errors"
+	"net"
 	"strings"
 	"syscall"
 	"testing"
@@ -176,5 +177,59 @@ func TestSIGSTOP(t *testing.T, transport string, tr core.Transport) {
 	}
 	if err := Await(t, bulkErr, "the bulk sender's release"); !errors.Is(err, core.ErrDisconnected) {
 		t.Errorf("the sender writing to the stopped peer returned %v; want ErrDisconnected", err)
+	}
+}
+
+// TestEMFILE runs the child with few file descriptors (RLIMIT_NOFILE
+// 40) and opens connections to it until its accepts fail with "too many
+// open files", which it logs. Once those connections close, the next
+// client must be served: the env's accept loop waited the errors out
+// instead of ending.
+func TestEMFILE(t *testing.T, transport string, tr core.Transport) {
+	ch := StartChild(t, transport, "-nofile=40")
+	addr := strings.TrimPrefix(ch.Addr, transport+"://")
+	var burst []net.Conn
+	defer func() {
+		for _, c := range burst {
+			c.Close()
+		}
+	}()
+	const most = 200 // far above 40: the child runs out long before
+	for len(burst) < most {
+		if seen, _ := ch.Stderr.Contains("accept failed"); seen {
+			break
+		}
+		c, err := net.DialTimeout("tcp", addr, Wait)
+		if err != nil {
+			t.Fatalf("connection %d of the burst: %v", len(burst)+1, err)
+		}
+		burst = append(burst, c)
+	}
+	// The kernel completes connections into the backlog whatever the
+	// child does: wait for the child to log its failed accept.
+	deadline := time.After(Wait)
+	for {
+		seen, wrote := ch.Stderr.Contains("accept failed")
+		if seen {
+			break
+		}
+		select {
+		case <-wrote:
+		case <-deadline:
+			t.Fatalf("%d connections and the child never logged a failed accept; stderr:\n%s", len(burst), ch.Stderr)
+		}
+	}
+	if !strings.Contains(ch.Stderr.String(), "too many open files") {
+		t.Fatalf("the child's accepts failed, but not for want of descriptors:\n%s", ch.Stderr)
+	}
+	for _, c := range burst {
+		c.Close()
+	}
+	burst = nil
+
+	env := StartEnv(t, tr, core.Config{Name: "parent"})
+	echo := MustLookup(t, env, ch.Addr+"/echo")
+	if v, err := AskWithin(t, echo, Echo{N: 1, S: "after the burst"}); err != nil || v != (Echo{N: 1, S: "after the burst"}) {
+		t.Fatalf("Ask after the EMFILE burst = %#v, %v; want it echoed", v, err)
 	}
 }

@@ -14,3 +14,7 @@ func TestTalksToAnotherProcessAndSeesItDieBySIGKILL(t *testing.T) {
 func TestAPeerThatStopsAnsweringIsDeclaredDeadAfterPeerTimeout(t *testing.T) {
 	peertest.TestSIGSTOP(t, "tcp", tcp.New(tcp.Options{}))
 }
+
+func TestAListenerOutOfDescriptorsKeepsAccepting(t *testing.T) {
+	peertest.TestEMFILE(t, "tcp", tcp.New(tcp.Options{}))
+}

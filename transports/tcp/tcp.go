@@ -19,13 +19,11 @@ package tcp
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/rpcenv/rpcenv/core"
@@ -130,48 +128,29 @@ type listener struct {
 // TLS handshake runs in a goroutine of the connection, started here: a
 // silent client cannot stall Accept, the env's handshake deadline (its
 // Close) ends it, and the dialer's Dial returns without waiting for the
-// env's first read. On a transient error
-// (too many open files) it waits, from 5 ms doubling to 1 s, and accepts
-// again, as net/http's Server does.
+// env's first read. Other errors (too many open files) are returned: the
+// env waits them out and calls Accept again (core.Listener).
 func (l *listener) Accept() (core.Conn, error) {
-	var delay time.Duration
-	for {
-		c, err := l.l.Accept()
-		if err != nil {
-			if transient(err) {
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				select {
-				case <-time.After(delay):
-					continue
-				case <-l.closed:
-					err = net.ErrClosed
-				}
-			}
-			return nil, fmt.Errorf("tcp: accept on tcp://%s: %w", l.Addr(), err)
+	c, err := l.l.Accept()
+	if err != nil {
+		select {
+		case <-l.closed:
+			err = net.ErrClosed
+		default: // the env waits out other errors (out of descriptors) and calls again
 		}
-		if l.t.opts.TLS != nil {
-			tc := tls.Server(c, l.t.opts.TLS)
-			cn := l.t.newConn(tc, c, l.opts)
-			cn.handshook = make(chan struct{})
-			go func() { // ends with the handshake, at the latest when Close closes c
-				defer close(cn.handshook)
-				tc.Handshake() // its error is ReadFrame's and WriteFrames' too
-			}()
-			return cn, nil
-		}
-		return l.t.newConn(c, c, l.opts), nil
+		return nil, fmt.Errorf("tcp: accept on tcp://%s: %w", l.Addr(), err)
 	}
-}
-
-// transient reports whether an Accept error is worth waiting out: the
-// process or the system is out of descriptors or memory for now.
-func transient(err error) bool {
-	for _, e := range []error{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM} {
-		if errors.Is(err, e) {
-			return true
-		}
+	if l.t.opts.TLS != nil {
+		tc := tls.Server(c, l.t.opts.TLS)
+		cn := l.t.newConn(tc, c, l.opts)
+		cn.handshook = make(chan struct{})
+		go func() { // ends with the handshake, at the latest when Close closes c
+			defer close(cn.handshook)
+			tc.Handshake() // its error is ReadFrame's and WriteFrames' too
+		}()
+		return cn, nil
 	}
-	return false
+	return l.t.newConn(c, c, l.opts), nil
 }
 
 func (l *listener) Addr() string { return l.l.Addr().String() }

@@ -2,6 +2,8 @@
 // tests: it starts an env on -transport (tcp or quic) at 127.0.0.1:0,
 // prints its address on stdout, and serves the endpoints "echo" and
 // "hang" (see package peertest) until its stdin is closed or it is killed.
+// With -nofile it first lowers its own descriptor limit, so that a test
+// can make its accepts fail with EMFILE.
 package main
 
 import (
@@ -11,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"syscall"
 	"time"
 
 	"github.com/rpcenv/rpcenv/core"
@@ -48,7 +51,20 @@ func main() {
 	transport := flag.String("transport", "tcp", "tcp or quic")
 	heartbeat := flag.Duration("heartbeat", 0, "Config.HeartbeatInterval")
 	peerTimeout := flag.Duration("peer-timeout", 0, "Config.PeerTimeout")
+	nofile := flag.Uint64("nofile", 0, "if not 0, lower the soft RLIMIT_NOFILE to this many descriptors")
 	flag.Parse()
+	if *nofile > 0 {
+		var lim syscall.Rlimit
+		err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim)
+		if err == nil {
+			lim.Cur = *nofile
+			err = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "set RLIMIT_NOFILE:", err)
+			os.Exit(1)
+		}
+	}
 	os.Setenv("QUIC_GO_DISABLE_RECEIVE_BUFFER_WARNING", "true")
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	var tr core.Transport = tcp.New(tcp.Options{})
