@@ -36,6 +36,7 @@ type driver struct {
 	relaunched    map[int64]bool // tasks taken back from a lost executor
 	relaunchedOn  map[string]int // executor -> re-launched tasks it reported first
 	lost          []string
+	rejoined      []string // lost executors that registered again
 	registerCount int
 
 	finished atomic.Int64  // tasks counted, for the progress reporter
@@ -81,7 +82,7 @@ func (d *driver) RegisterExecutor(c *core.Context, m msg.RegisterExecutor) (msg.
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	switch {
-	case d.finished.Load() == int64(d.job.Tasks):
+	case !d.wantsExecutors():
 		return msg.Registered{Reason: "the job is over"}, nil
 	case m.Executor == nil || m.Cores < 1 || m.ExecutorID == "":
 		return msg.Registered{Reason: "want an executor ID, a ref and at least one core"}, nil
@@ -91,6 +92,10 @@ func (d *driver) RegisterExecutor(c *core.Context, m msg.RegisterExecutor) (msg.
 	hb := m.Heartbeat
 	if hb <= 0 {
 		hb = time.Second
+	}
+	if slices.Contains(d.lost, m.ExecutorID) {
+		d.rejoined = append(d.rejoined, m.ExecutorID)
+		fmt.Fprintf(d.events, "driver: executor %s registered again\n", m.ExecutorID)
 	}
 	d.execs[m.ExecutorID] = &execState{
 		id:        m.ExecutorID,
@@ -131,23 +136,30 @@ func (d *driver) StatusUpdate(c *core.Context, m msg.StatusUpdate) (msg.StatusAc
 			close(d.allDone)
 		}
 	}
-	if x := d.execs[m.ExecutorID]; x != nil {
+	x := d.execs[m.ExecutorID]
+	if x != nil {
 		x.lastSeen = time.Now()
 		delete(x.running, m.TaskID)
 		d.schedule()
 	}
-	return msg.StatusAck{Duplicate: dup}, nil
+	return msg.StatusAck{Duplicate: dup, Reregister: x == nil && d.wantsExecutors()}, nil
 }
 
-// Heartbeat notes that the executor is alive.
-func (d *driver) Heartbeat(c *core.Context, m msg.Heartbeat) error {
+// Heartbeat notes that the executor is alive, or tells one the driver
+// does not know (it expired it) to register again.
+func (d *driver) Heartbeat(c *core.Context, m msg.Heartbeat) (msg.HeartbeatAck, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if x := d.execs[m.ExecutorID]; x != nil {
+	x := d.execs[m.ExecutorID]
+	if x != nil {
 		x.lastSeen = time.Now()
 	}
-	return nil
+	return msg.HeartbeatAck{Reregister: x == nil && d.wantsExecutors()}, nil
 }
+
+// wantsExecutors reports whether the job still has tasks to run. d.mu
+// is held.
+func (d *driver) wantsExecutors() bool { return d.finished.Load() < int64(d.job.Tasks) }
 
 func (d *driver) OnConnected(remote string)               {}
 func (d *driver) OnNetworkError(remote string, err error) {}
@@ -291,6 +303,7 @@ func (d *driver) summary(stats []msg.ExecutorStats) summary {
 		perExec:      maps(d.perExec),
 		relaunchedOn: maps(d.relaunchedOn),
 		lost:         slices.Clone(d.lost),
+		rejoined:     slices.Clone(d.rejoined),
 		total:        d.total,
 		registered:   d.registerCount,
 	}

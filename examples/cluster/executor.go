@@ -21,15 +21,22 @@ import (
 type executor struct {
 	id        string
 	driver    msg.DriverRef
-	killAfter int       // > 0: die abruptly on the first task received after this many
-	holdAfter int       // > 0: hold the first task received after this many, and say so on stderr
-	exit      func(int) // os.Exit, or a test's stand-in
+	killAfter int                   // > 0: die abruptly on the first task received after this many
+	holdAfter int                   // > 0: hold the first task received after this many, and say so on stderr
+	exit      func(int)             // os.Exit, or a test's stand-in
+	afterTask func(completed int64) // nil, or a test's hook, called after each task is reported
 
 	completed atomic.Int64
 	mu        sync.Mutex
 	idle      *sync.Cond // on mu; signalled when busy drops to 0
 	busy      int        // LaunchTask handlers running
 	latencies []int64    // ask round trips, ns
+
+	self      *core.Ref     // for RegisterExecutor
+	cores     int           // for RegisterExecutor
+	heartbeat time.Duration // for RegisterExecutor
+	rejoin    chan struct{} // capacity 1: the driver said to register again
+	rejoins   atomic.Int64  // times registered again
 
 	stopOnce   sync.Once
 	stopped    chan struct{} // closed by StopExecutor
@@ -64,12 +71,40 @@ func (x *executor) LaunchTask(c *core.Context, m msg.LaunchTask) error {
 	}()
 	result := countPrimes(m.From, m.To)
 	start := time.Now()
-	_, err := x.driver.StatusUpdate(c.Context(), msg.StatusUpdate{ExecutorID: x.id, TaskID: m.TaskID, Result: result})
+	ack, err := x.driver.StatusUpdate(c.Context(), msg.StatusUpdate{ExecutorID: x.id, TaskID: m.TaskID, Result: result})
 	x.record(time.Since(start))
 	if err != nil {
 		return fmt.Errorf("executor %s: report task %d: %w", x.id, m.TaskID, err)
 	}
-	x.completed.Add(1)
+	n := x.completed.Add(1)
+	if x.afterTask != nil {
+		x.afterTask(n)
+	}
+	if ack.Reregister {
+		x.askRejoin()
+	}
+	return nil
+}
+
+// askRejoin has the heartbeat goroutine register again.
+func (x *executor) askRejoin() {
+	select {
+	case x.rejoin <- struct{}{}:
+	default: // already asked
+	}
+}
+
+// register asks RegisterExecutor with the executor's own ref.
+func (x *executor) register(ctx context.Context) error {
+	start := time.Now()
+	reply, err := x.driver.RegisterExecutor(ctx, msg.RegisterExecutor{ExecutorID: x.id, Executor: x.self, Cores: x.cores, Heartbeat: x.heartbeat})
+	x.record(time.Since(start))
+	if err != nil {
+		return fmt.Errorf("register with the driver at %s: %w", x.driver.Ref(), err)
+	}
+	if !reply.Accepted {
+		return fmt.Errorf("the driver at %s refused executor %s: %s", x.driver.Ref(), x.id, reply.Reason)
+	}
 	return nil
 }
 
@@ -114,6 +149,7 @@ type execOptions struct {
 	killAfter     int
 	holdAfter     int
 	exit          func(int)
+	afterTask     func(completed int64) // tests only
 }
 
 // runningExecutor is an executor registered with its driver, with its
@@ -150,9 +186,11 @@ func checkDriverURI(uri string, schemes []string) error {
 // startExecutor registers an executor endpoint in env, looks up the
 // driver, registers with it and starts heartbeating.
 func startExecutor(ctx context.Context, env *core.Env, o execOptions) (*runningExecutor, error) {
-	x := &executor{id: o.id, killAfter: o.killAfter, holdAfter: o.holdAfter, exit: o.exit, stopped: make(chan struct{}), lostDriver: make(chan struct{})}
+	x := &executor{id: o.id, killAfter: o.killAfter, holdAfter: o.holdAfter, exit: o.exit, afterTask: o.afterTask, cores: o.cores, heartbeat: o.heartbeat,
+		rejoin: make(chan struct{}, 1), stopped: make(chan struct{}), lostDriver: make(chan struct{})}
 	x.idle = sync.NewCond(&x.mu)
-	self, err := env.Register("executor", msg.NewExecutorEndpoint(x), core.WithConcurrency(o.cores))
+	var err error
+	x.self, err = env.Register("executor", msg.NewExecutorEndpoint(x), core.WithConcurrency(o.cores))
 	if err != nil {
 		return nil, err
 	}
@@ -165,14 +203,8 @@ func startExecutor(ctx context.Context, env *core.Env, o execOptions) (*runningE
 		}
 		return nil, fmt.Errorf("cannot reach the driver at %s: %w", o.driverURI, err)
 	}
-	start := time.Now()
-	reply, err := x.driver.RegisterExecutor(lctx, msg.RegisterExecutor{ExecutorID: o.id, Executor: self, Cores: o.cores, Heartbeat: o.heartbeat})
-	x.record(time.Since(start))
-	if err != nil {
-		return nil, fmt.Errorf("register with the driver at %s: %w", o.driverURI, err)
-	}
-	if !reply.Accepted {
-		return nil, fmt.Errorf("the driver at %s refused executor %s: %s", o.driverURI, o.id, reply.Reason)
+	if err := x.register(lctx); err != nil {
+		return nil, err
 	}
 	hctx, hcancel := context.WithCancel(ctx)
 	r := &runningExecutor{executor: x, cancel: hcancel}
@@ -180,8 +212,11 @@ func startExecutor(ctx context.Context, env *core.Env, o execOptions) (*runningE
 	return r, nil
 }
 
-// heartbeatLoop sends Heartbeat every interval until ctx is done or the
-// executor stops.
+// heartbeatLoop asks Heartbeat every interval until ctx is done or the
+// executor stops. Each ask waits at most one interval: one lost in a
+// partition is what the driver watches for. When the driver answers that
+// it does not know the executor any more (it expired it), the executor
+// registers again and gets work again.
 func (x *executor) heartbeatLoop(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -191,10 +226,34 @@ func (x *executor) heartbeatLoop(ctx context.Context, interval time.Duration) {
 			return
 		case <-x.stopped:
 			return
+		case <-x.rejoin:
+			x.reregister(ctx, interval)
 		case <-t.C:
-			x.driver.Heartbeat(msg.Heartbeat{ExecutorID: x.id}) // a lost heartbeat is what the driver watches for
+			hctx, cancel := context.WithTimeout(ctx, interval)
+			ack, err := x.driver.Heartbeat(hctx, msg.Heartbeat{ExecutorID: x.id})
+			cancel()
+			if err == nil && ack.Reregister {
+				x.reregister(ctx, interval)
+			}
 		}
 	}
+}
+
+// reregister registers the executor again after the driver expired it.
+// A failure is left to the next heartbeat, which asks again.
+func (x *executor) reregister(ctx context.Context, interval time.Duration) {
+	rctx, cancel := context.WithTimeout(ctx, 3*interval)
+	defer cancel()
+	if err := x.register(rctx); err != nil {
+		fmt.Fprintf(os.Stderr, "executor %s: the driver expired it; registering again failed: %v\n", x.id, err)
+		return
+	}
+	x.rejoins.Add(1)
+	select {
+	case <-x.rejoin: // asked again by a StatusAck answered before this
+	default:
+	}
+	fmt.Fprintf(os.Stderr, "executor %s: the driver had expired it; registered again\n", x.id)
 }
 
 // wait returns when the driver stops the executor (nil), the driver goes

@@ -34,6 +34,7 @@ func main() {
 	fs.IntVar(&cfg.Tasks, "tasks", 1000, "tasks in the job")
 	fs.Uint64Var(&cfg.RangeSize, "range", 2000, "numbers per task")
 	fs.DurationVar(&cfg.Heartbeat, "heartbeat", time.Second, "executor heartbeat interval; the driver expires an executor silent for 3 intervals")
+	fs.DurationVar(&cfg.PeerTimeout, "peer-timeout", 0, "how long a silent connection lives before it is declared dead (default 5 heartbeat intervals)")
 	fs.DurationVar(&cfg.LookupTimeout, "lookup-timeout", 10*time.Second, "executor: how long to try to reach the driver")
 	fs.IntVar(&cfg.KillAfter, "kill-after", 0, "executor: after this many tasks, exit abruptly (code 3) on receiving the next one")
 	fs.IntVar(&cfg.HoldAfter, "hold-after", 0, "executor: after this many tasks, hold the next one without running it and say so on stderr (to be killed)")
@@ -46,8 +47,8 @@ func main() {
 			cfg.Executors = 1
 		}
 	}
-	if cfg.Heartbeat <= 0 || cfg.Cores < 1 || cfg.Tasks < 0 || cfg.RangeSize == 0 {
-		fmt.Fprintln(os.Stderr, "cluster: -heartbeat, -cores and -range must be positive")
+	if cfg.Heartbeat <= 0 || cfg.Cores < 1 || cfg.Tasks < 0 || cfg.RangeSize == 0 || cfg.PeerTimeout < 0 {
+		fmt.Fprintln(os.Stderr, "cluster: -heartbeat, -cores and -range must be positive, and -peer-timeout not negative")
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -18,7 +18,10 @@ import (
 
 	"github.com/rpcenv/rpcenv/core"
 	"github.com/rpcenv/rpcenv/examples/cluster/msg"
+	"github.com/rpcenv/rpcenv/internal/faultproxy"
+	"github.com/rpcenv/rpcenv/internal/peertest"
 	"github.com/rpcenv/rpcenv/transports/inproc"
+	"github.com/rpcenv/rpcenv/transports/tcp"
 	"go.uber.org/goleak"
 )
 
@@ -402,5 +405,96 @@ func TestDriverCountsADuplicateResultOnce(t *testing.T) {
 	}
 	if _, err := d.StatusUpdate(nil, msg.StatusUpdate{ExecutorID: "a", TaskID: 2}); err == nil {
 		t.Error("a report for a task outside the job was accepted")
+	}
+}
+
+// An executor cut off from the driver for longer than the driver's
+// expiry (three heartbeats) but shorter than the envs' PeerTimeout: the
+// driver drops it and takes its tasks back, and once the link heals the
+// executor's next heartbeat is answered "register again". It registers
+// again and runs the rest of the job, with the right result.
+func TestAnExecutorExpiredDuringAPartitionRegistersAgainAndFinishesTheJob(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cfg := testConfig()
+	cfg.Executors, cfg.Heartbeat = 1, 50*time.Millisecond
+	envCfg := func(name, listen string) core.Config {
+		return core.Config{Name: name, Listen: listen, Transports: []core.Transport{tcp.New(tcp.Options{})},
+			HeartbeatInterval: cfg.Heartbeat, PeerTimeout: time.Minute, AskTimeout: time.Minute}
+	}
+	denv, err := core.NewEnv(envCfg("driver", "tcp://127.0.0.1:0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer denv.Shutdown(context.Background())
+	proxy, err := faultproxy.NewTCP("127.0.0.1:0", strings.TrimPrefix(denv.Address(), "tcp://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer proxy.Close()
+
+	var stdout lockedBuffer
+	events := &peertest.Buffer{}
+	done := make(chan error, 1)
+	up := make(chan struct{})
+	go func() { done <- driveWith(ctx, cfg, denv, "tcp", &stdout, events, false, up) }()
+	<-up
+
+	eenv, err := core.NewEnv(envCfg("victim", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eenv.Shutdown(context.Background())
+	cut := make(chan struct{})
+	x, err := startExecutor(ctx, eenv, execOptions{id: "victim", driverURI: "tcp://" + proxy.Addr() + "/driver", cores: 2,
+		heartbeat: cfg.Heartbeat, lookupTimeout: 10 * time.Second, exit: cfg.exit,
+		afterTask: func(n int64) {
+			if n == 20 { // mid-job: the partition starts
+				proxy.Partition()
+				close(cut)
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.close()
+
+	peertest.AwaitClosed(t, cut, "20 tasks before the partition")
+	awaitText(t, events, "lost executor victim (no heartbeat for", "the driver to expire the partitioned executor")
+	proxy.Heal()
+	if err := <-done; err != nil {
+		t.Fatalf("driver: %v\nstdout:\n%s\nevents:\n%s", err, stdout.String(), events)
+	}
+	out := stdout.String()
+	for _, want := range []string{"1 lost (victim), 1 registered again (victim)", "(expected 9592): OK"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the summary lacks %q:\n%s", want, out)
+		}
+	}
+	if !strings.Contains(events.String(), "driver: executor victim registered again") {
+		t.Errorf("the driver did not see the executor register again:\n%s", events)
+	}
+	if n := x.rejoins.Load(); n != 1 {
+		t.Errorf("the executor registered again %d times, want 1", n)
+	}
+	if n := x.completed.Load(); n <= 20 {
+		t.Errorf("the executor completed %d tasks: none after the heal", n)
+	}
+}
+
+// awaitText waits until b holds s.
+func awaitText(t *testing.T, b *peertest.Buffer, s, what string) {
+	t.Helper()
+	deadline := time.After(peertest.Wait)
+	for {
+		seen, wrote := b.Contains(s)
+		if seen {
+			return
+		}
+		select {
+		case <-wrote:
+		case <-deadline:
+			t.Fatalf("waited %v for %s; got:\n%s", peertest.Wait, what, b)
+		}
 	}
 }

@@ -22,6 +22,7 @@ type summary struct {
 	relaunched   int
 	relaunchedOn map[string]int
 	lost         []string
+	rejoined     []string // lost executors that registered again
 	registered   int
 	latencies    []time.Duration // executors' asks to the driver
 	total        uint64
@@ -38,7 +39,7 @@ func (s summary) write(w io.Writer) {
 	}
 	fmt.Fprintf(w, "time: %v, %.0f tasks/s\n", s.elapsed.Round(time.Microsecond), rate)
 	fmt.Fprintf(w, "tasks per executor: %s\n", counts(s.perExec))
-	fmt.Fprintf(w, "executors: %d registered, %d lost%s\n", s.registered, len(s.lost), listed(s.lost))
+	fmt.Fprintf(w, "executors: %d registered, %d lost%s, %d registered again%s\n", s.registered, len(s.lost), listed(s.lost), len(s.rejoined), listed(s.rejoined))
 	fmt.Fprintf(w, "re-launched tasks: %d", s.relaunched)
 	if s.relaunched > 0 {
 		fmt.Fprintf(w, ", ran on %s", counts(s.relaunchedOn))

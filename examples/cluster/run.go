@@ -29,10 +29,20 @@ type config struct {
 	Tasks         int
 	RangeSize     uint64
 	Heartbeat     time.Duration
+	PeerTimeout   time.Duration // 0 means 5 heartbeats
 	LookupTimeout time.Duration
 	KillAfter     int
 	HoldAfter     int
 	exit          func(int) // for -kill-after; nil means os.Exit
+}
+
+// peerTimeout is the envs' Config.PeerTimeout: -peer-timeout, or five
+// heartbeat intervals.
+func (c config) peerTimeout() time.Duration {
+	if c.PeerTimeout > 0 {
+		return c.PeerTimeout
+	}
+	return 5 * c.Heartbeat
 }
 
 // usageError is bad input: main exits 2 for it, 1 for other errors.
@@ -59,7 +69,7 @@ func run(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 			return usageError{errors.New("-role driver needs -listen, such as tcp://0.0.0.0:7077")}
 		}
 		env, err := core.NewEnv(core.Config{Name: "driver", Listen: cfg.Listen, Transports: remoteTransports(log),
-			HeartbeatInterval: cfg.Heartbeat, PeerTimeout: 5 * cfg.Heartbeat, Logger: log})
+			HeartbeatInterval: cfg.Heartbeat, PeerTimeout: cfg.peerTimeout(), Logger: log})
 		if err != nil {
 			return usageError{err}
 		}
@@ -97,7 +107,7 @@ func runLocal(ctx context.Context, cfg config, stdout, stderr io.Writer, term bo
 	}
 	envCfg := func(name, listen string) core.Config {
 		return core.Config{Name: name, Listen: listen, Transports: []core.Transport{t},
-			HeartbeatInterval: cfg.Heartbeat, PeerTimeout: 5 * cfg.Heartbeat, AskTimeout: 30 * time.Second, Logger: log}
+			HeartbeatInterval: cfg.Heartbeat, PeerTimeout: cfg.peerTimeout(), AskTimeout: 30 * time.Second, Logger: log}
 	}
 	denv, err := core.NewEnv(envCfg("driver", listen))
 	if err != nil {
@@ -142,7 +152,7 @@ func runLocal(ctx context.Context, cfg config, stdout, stderr io.Writer, term bo
 // runExecutor runs one executor in client mode until the driver stops it.
 func runExecutor(ctx context.Context, cfg config, stderr io.Writer, log *slog.Logger) error {
 	env, err := core.NewEnv(core.Config{Name: "executor", Transports: remoteTransports(log),
-		HeartbeatInterval: cfg.Heartbeat, PeerTimeout: 5 * cfg.Heartbeat, AskTimeout: 30 * time.Second, Logger: log})
+		HeartbeatInterval: cfg.Heartbeat, PeerTimeout: cfg.peerTimeout(), AskTimeout: 30 * time.Second, Logger: log})
 	if err != nil {
 		return err
 	}

@@ -7,9 +7,10 @@
 // The flow: an executor looks up the driver and asks RegisterExecutor
 // with its own ref inside; the driver keeps that ref, sends LaunchTask
 // through it while the executor has free cores, and the executor answers
-// each task by asking StatusUpdate. Executors send Heartbeat
-// periodically. At the end the driver asks each executor StopExecutor
-// and gets its statistics back.
+// each task by asking StatusUpdate. Executors ask Heartbeat
+// periodically; one the driver expired is told to register again. At
+// the end the driver asks each executor StopExecutor and gets its
+// statistics back.
 package msg
 
 import (
@@ -55,13 +56,27 @@ type StatusAck struct {
 	// Duplicate is set when the task's result was already counted (the
 	// task was re-launched and another executor reported it first).
 	Duplicate bool
+	// Reregister is set when the driver does not know the executor any
+	// more (see HeartbeatAck).
+	Reregister bool
 }
 
-// Heartbeat tells the driver the executor is alive.
+// Heartbeat tells the driver the executor is alive. It is an ask, so
+// that the driver can answer an executor it no longer knows.
 //
-//rpcgen:send Driver
+//rpcgen:ask Driver reply=HeartbeatAck
 type Heartbeat struct {
 	ExecutorID string
+}
+
+// HeartbeatAck answers Heartbeat.
+type HeartbeatAck struct {
+	// Reregister is set when the driver does not know the executor: it
+	// expired it (no heartbeat for three intervals, during a partition
+	// say) and re-launched its tasks elsewhere. The executor asks
+	// RegisterExecutor again and gets work again, as a Spark executor
+	// does on HeartbeatResponse(reregisterBlockManager = true).
+	Reregister bool
 }
 
 // LaunchTask tells an executor to count the primes in [From, To).

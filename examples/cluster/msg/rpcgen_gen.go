@@ -17,6 +17,7 @@ const _ = core.SupportPackageIsVersion1
 func init() {
 	core.RegisterMessage[ExecutorStats]("msg.ExecutorStats")
 	core.RegisterMessage[Heartbeat]("msg.Heartbeat")
+	core.RegisterMessage[HeartbeatAck]("msg.HeartbeatAck")
 	core.RegisterMessage[LaunchTask]("msg.LaunchTask")
 	core.RegisterMessage[RegisterExecutor]("msg.RegisterExecutor")
 	core.RegisterMessage[Registered]("msg.Registered")
@@ -42,9 +43,10 @@ func (r DriverRef) Ref() *core.Ref {
 	return r.ref
 }
 
-// Heartbeat sends msg to the endpoint, fire-and-forget (see core.Ref.Send).
-func (r DriverRef) Heartbeat(msg Heartbeat) error {
-	return r.ref.Send(msg)
+// Heartbeat asks the endpoint with msg and waits for its HeartbeatAck
+// (see core.Ref.Ask).
+func (r DriverRef) Heartbeat(ctx context.Context, msg Heartbeat) (HeartbeatAck, error) {
+	return core.Ask[HeartbeatAck](ctx, r.ref, msg)
 }
 
 // RegisterExecutor asks the endpoint with msg and waits for its Registered
@@ -74,7 +76,7 @@ func LookupDriver(ctx context.Context, env *core.Env, uri string) (DriverRef, er
 // core.Starter, core.Stopper, core.ErrorHandler or core.NetworkObserver
 // too and NewDriverEndpoint passes them through.
 type DriverHandler interface {
-	Heartbeat(c *core.Context, msg Heartbeat) error
+	Heartbeat(c *core.Context, msg Heartbeat) (HeartbeatAck, error)
 	RegisterExecutor(c *core.Context, msg RegisterExecutor) (Registered, error)
 	StatusUpdate(c *core.Context, msg StatusUpdate) (StatusAck, error)
 }
@@ -92,10 +94,11 @@ type driverEndpoint struct {
 func (e driverEndpoint) Receive(c *core.Context, msg any) error {
 	switch msg := msg.(type) {
 	case Heartbeat:
-		if err := e.h.Heartbeat(c, msg); err != nil || !c.IsAsk() {
+		r, err := e.h.Heartbeat(c, msg)
+		if err != nil {
 			return err
 		}
-		return c.Reply(nil)
+		return c.Reply(r)
 	case RegisterExecutor:
 		r, err := e.h.RegisterExecutor(c, msg)
 		if err != nil {
