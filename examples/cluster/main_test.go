@@ -26,6 +26,9 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if os.Getenv(proxyEnv) != "" {
+		os.Exit(runProxyChild()) // the multi-host test's proxy process
+	}
 	os.Setenv("QUIC_GO_DISABLE_RECEIVE_BUFFER_WARNING", "true")
 	goleak.VerifyTestMain(m)
 }
@@ -190,17 +193,51 @@ type lockedBuffer struct {
 	b      bytes.Buffer
 	needle string // when set, seen is closed once the output contains it
 	seen   chan struct{}
+	wrote  chan struct{} // closed at the next Write; nil when no one waits
 }
 
 func (l *lockedBuffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.wrote != nil {
+		close(l.wrote)
+		l.wrote = nil
+	}
 	n, err := l.b.Write(p)
 	if l.needle != "" && strings.Contains(l.b.String(), l.needle) {
 		close(l.seen)
 		l.needle = ""
 	}
 	return n, err
+}
+
+// awaitMatch waits until the output matches re, failing the test if it
+// does not within limit or if stop is closed first (a process exited).
+func (l *lockedBuffer) awaitMatch(t *testing.T, re *regexp.Regexp, stop <-chan struct{}, limit time.Duration, what string) {
+	t.Helper()
+	deadline := time.After(limit)
+	for {
+		l.mu.Lock()
+		if re.Match(l.b.Bytes()) {
+			l.mu.Unlock()
+			return
+		}
+		if l.wrote == nil {
+			l.wrote = make(chan struct{})
+		}
+		wrote := l.wrote
+		l.mu.Unlock()
+		select {
+		case <-wrote:
+		case <-stop:
+			if !re.MatchString(l.String()) {
+				t.Fatalf("%s: the process ended first; output:\n%s", what, l)
+			}
+			return
+		case <-deadline:
+			t.Fatalf("waited %v for %s; output:\n%s", limit, what, l)
+		}
+	}
 }
 
 // await returns a channel closed once the output contains needle. Call it
