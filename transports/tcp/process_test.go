@@ -18,3 +18,7 @@ func TestAPeerThatStopsAnsweringIsDeclaredDeadAfterPeerTimeout(t *testing.T) {
 func TestAListenerOutOfDescriptorsKeepsAccepting(t *testing.T) {
 	peertest.TestEMFILE(t, "tcp", tcp.New(tcp.Options{}))
 }
+
+func TestThroughAFaultProxy(t *testing.T) {
+	peertest.TestFaults(t, "tcp", tcp.New(tcp.Options{}))
+}
