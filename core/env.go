@@ -101,6 +101,13 @@ type DeadLetter struct {
 // Env is an environment of endpoints: it owns them, routes messages to
 // them, and owns the connections to other envs. All methods are safe for
 // concurrent use by multiple goroutines.
+//
+// An env ends in two stages. [Env.Shutdown] is graceful first: endpoints
+// handle what they had queued and run OnStop, then the connections
+// close. When its context ends, or at once with [Env.Close], the hard
+// stage closes every connection and drops what is still queued, so that
+// no peer waits on this env any longer; only endpoint code that has not
+// returned outlives it, and [Env.Done] tells when that ends.
 type Env struct {
 	name             string
 	id               string
