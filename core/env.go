@@ -499,7 +499,8 @@ func (e *Env) isLocal(r *Ref) bool {
 // is tried first (no map lookup); once it has stopped, the name is looked
 // up again, for it may have a new owner. A nil it.c means a send, which
 // gets the endpoint's shared send Context; an ask's Context gets its
-// endpoint filled in here. It fails with ErrEndpointNotFound, or with
+// endpoint filled in here. It fails with ErrEndpointNotFound (or
+// ErrEnvStopped once Shutdown has begun), or with
 // ErrInboxFull when the local messages waiting fill the inbox limit.
 func (e *Env) postLocal(r *Ref, it item) error {
 	x := r.ep
@@ -508,7 +509,7 @@ func (e *Env) postLocal(r *Ref, it item) error {
 	}
 	for range 2 {
 		if x == nil {
-			return ErrEndpointNotFound
+			return e.missing()
 		}
 		if it.c == nil || it.c.ans == nil {
 			it.c = x.sendCtx
@@ -526,7 +527,18 @@ func (e *Env) postLocal(r *Ref, it item) error {
 			x = y
 			continue
 		}
-		return ErrEndpointNotFound
+		return e.missing()
+	}
+	return e.missing()
+}
+
+// missing is why a local message found no endpoint: the env is
+// shutting down (Shutdown stops every endpoint, so a message racing it
+// gets ErrEnvStopped, as one sent after it does), or the name is not
+// registered.
+func (e *Env) missing() error {
+	if e.stopping.Load() {
+		return ErrEnvStopped
 	}
 	return ErrEndpointNotFound
 }

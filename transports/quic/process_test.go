@@ -14,3 +14,7 @@ func TestTalksToAnotherProcessAndSeesItDieBySIGKILL(t *testing.T) {
 func TestAPeerThatStopsAnsweringIsDeclaredDeadAfterPeerTimeout(t *testing.T) {
 	peertest.TestSIGSTOP(t, "quic", quic.New(quic.Options{Logger: discardLog}))
 }
+
+func TestThroughAFaultProxy(t *testing.T) {
+	peertest.TestFaults(t, "quic", quic.New(quic.Options{Logger: discardLog}))
+}

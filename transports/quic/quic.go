@@ -29,6 +29,70 @@
 // env's MaxFrameSize is refused before its body is read; the connection
 // is then closed with an error code.
 //
+// # Closed ports, closed listeners and restarts
+//
+// A dial to an address where no listener is open fails within about one
+// round trip, with an error wrapping syscall.ECONNREFUSED, instead of
+// after HandshakeTimeout:
+//
+//   - Nothing listens on the UDP port (the process is gone, or its
+//     listener and connections are closed): the ICMP "port unreachable"
+//     the kernel answers with fails the dial. quic-go's own socket is not
+//     connected and never sees ICMP errors, so a dial sends a one-byte
+//     probe from a connected socket of its own, and sends it again every
+//     50 ms until the handshake is done: a port that closes during the
+//     dial (a server shutting down) fails it within about one round trip
+//     too. A QUIC server drops the byte (it is not a QUIC packet). Where
+//     a firewall drops ICMP, the dial waits for HandshakeTimeout.
+//   - The listener is closed but the UDP socket is still open, because
+//     connections it accepted are (a listener keeps its socket until its
+//     last connection closes): the socket answers every new connection
+//     attempt with a CONNECTION_CLOSE carrying QUIC's CONNECTION_REFUSED,
+//     without a TLS handshake. (quic-go alone would drop the attempt
+//     silently once its listener is closed.) Connections whose handshake
+//     had completed but which were not accepted yet are closed too.
+//
+// A listening process that is killed and restarts on the same address is
+// noticed by the envs that had dialed it within about one round trip of
+// their next message, through QUIC's stateless reset (RFC 9000, section
+// 10.3): the restarted process answers a packet of a connection it does
+// not know with a reset that only a holder of the old process's
+// stateless reset key can make, and the dialer then drops the
+// connection: ReadFrame fails with an error wrapping
+// *quicgo.StatelessResetError, and the env reports ErrDisconnected and
+// connects anew. For that, the restarted process must
+//
+//   - listen on the same IP address and UDP port, and
+//   - use the same key: the same Options.StatelessResetKey or, when that
+//     is not set, the same private key in Options.TLS.Certificates[0],
+//     from which the key is derived.
+//
+// With neither (the zero Options: an ephemeral self-signed certificate),
+// each Transport value has a random key, and a restarted process is only
+// noticed through IdleTimeout or the env's PeerTimeout; a listener made
+// again by the same Transport value in the same process keeps the key.
+// The other side learns of the restart from its next packet to the
+// restarted process that is larger than 42 bytes (quic-go does not answer
+// smaller ones, lest a reset be answered by a reset): a message, an ask
+// or a reply, but not the env's heartbeats (40 bytes) or QUIC's
+// keep-alives, so an idle connection is still ended by PeerTimeout. The
+// message that drew the reset is lost with the old connection: a send
+// becomes a dead letter, an ask fails at once with ErrDisconnected, and
+// the next message goes over a new connection. While nothing listens on
+// the port, nothing answers (quic-go does not see ICMP errors): only the
+// timeouts apply.
+//
+// This works in one direction: it tells the dialing side that the
+// listening side restarted. Each dial uses a UDP socket of its own, on a
+// port chosen by the kernel, with zero-length connection IDs (quic-go's
+// DialAddr): a restarted dialer neither has its old port nor could prove
+// a reset for those connections, so the listening side notices it only
+// through its timeouts. Dialing from the listener's socket would fix
+// this, but a Transport is shared by envs and does not know which env
+// dials: two envs' connections would then share one address (which the
+// accepting side uses to tell client-mode peers apart), and one env's
+// connections would hold another's port open after it shut down.
+//
 // # Security
 //
 // QUIC always runs TLS 1.3. With the zero Options, New makes an ephemeral
@@ -55,6 +119,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -86,7 +151,8 @@ type Options struct {
 	// verify peers (see the package doc).
 	TLS *tls.Config
 	// Logger receives the transport's own log lines (the warning about an
-	// unverified TLS setup). nil means slog.Default().
+	// unverified TLS setup, problems with the stateless reset key). nil
+	// means slog.Default().
 	Logger *slog.Logger
 	// IdleTimeout closes a connection on which nothing arrived for this
 	// long (QUIC's max_idle_timeout; the smaller of both sides' values
@@ -102,6 +168,19 @@ type Options struct {
 	// and then the wait for the dialer's stream: a peer that opens a
 	// connection and goes silent is dropped after it. 0 means 5 s.
 	HandshakeTimeout time.Duration
+	// StatelessResetKey is the secret from which the listening side makes
+	// its stateless reset tokens: 32 bytes, kept secret, and the same
+	// after a restart (with the same listening address), so that peers
+	// that had dialed the old process learn of the restart within about
+	// one round trip (see the package doc). Anyone who has it can end
+	// this listener's connections. When nil, the key is derived
+	// (HKDF-SHA256) from the private key of Options.TLS.Certificates[0],
+	// so a stable certificate gives a stable key; without a certificate
+	// there, it is random for each Transport. Servers that share a
+	// certificate share the derived key: give each its own key if one of
+	// them could be sent another's packets (RFC 9000, section 10.3.2). A
+	// length other than 32 is an error, returned by Listen.
+	StatelessResetKey []byte
 }
 
 // Transport is the QUIC transport. It is safe for concurrent use by
@@ -114,6 +193,8 @@ type Transport struct {
 	listenConf *quicgo.Config
 	dialConf   *quicgo.Config
 	noCertErr  bool // the TLS config has no certificate for listening
+	resetKey   *quicgo.StatelessResetKey
+	keyErr     error // Options.StatelessResetKey is unusable; Listen returns it
 }
 
 // New returns a QUIC transport with opts. With a nil opts.TLS it makes an
@@ -153,6 +234,10 @@ func New(opts Options) *Transport {
 		opts.Logger.Warn("quic: no Options.TLS: connections are encrypted but peers are not authenticated " +
 			"(self-signed certificate, peer certificates not verified); set core.Config.Secret or a verified Options.TLS")
 	}
+	t.resetKey, t.keyErr = resetKey(opts)
+	if t.keyErr != nil {
+		opts.Logger.Error("quic: bad Options.StatelessResetKey; Listen will fail", "err", t.keyErr)
+	}
 	keepAlive := max(opts.KeepAlive, 0)
 	t.listenConf = &quicgo.Config{
 		HandshakeIdleTimeout:  opts.HandshakeTimeout,
@@ -174,6 +259,9 @@ func (t *Transport) Listen(addr string, opts core.ConnOptions) (core.Listener, e
 	if t.noCertErr {
 		return nil, fmt.Errorf("quic: listen quic://%s: no certificate for the listening side (Options.TLS)", addr)
 	}
+	if t.keyErr != nil {
+		return nil, fmt.Errorf("quic: listen quic://%s: %w", addr, t.keyErr)
+	}
 	ua, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("quic: listen quic://%s: %w", addr, err)
@@ -182,7 +270,7 @@ func (t *Transport) Listen(addr string, opts core.ConnOptions) (core.Listener, e
 	if err != nil {
 		return nil, fmt.Errorf("quic: listen quic://%s: %w", addr, err)
 	}
-	tr := &quicgo.Transport{Conn: uc}
+	tr := &quicgo.Transport{Conn: uc, StatelessResetKey: t.resetKey}
 	ql, err := tr.Listen(t.server, t.listenConf)
 	if err != nil {
 		tr.Close()
@@ -214,8 +302,11 @@ func (t *Transport) Dial(ctx context.Context, addr string, opts core.ConnOptions
 	cancel(nil)
 	probe.Wait()
 	if err != nil {
+		var te *quicgo.TransportError
 		if cause := context.Cause(dctx); errors.Is(cause, syscall.ECONNREFUSED) {
 			err = cause
+		} else if errors.As(err, &te) && te.Remote && te.ErrorCode == quicgo.ConnectionRefused {
+			err = fmt.Errorf("%w: the listener is closed (%w)", syscall.ECONNREFUSED, err)
 		}
 		return nil, fmt.Errorf("quic: dial quic://%s: %w", addr, err)
 	}
@@ -230,34 +321,56 @@ func (t *Transport) Dial(ctx context.Context, addr string, opts core.ConnOptions
 	return newConn(qc, s, opts), nil
 }
 
-// probeRefused sends one byte from a connected UDP socket to addr, so
-// that the ICMP "port unreachable" of an address nobody listens on fails
-// the dial (by canceling it with ECONNREFUSED) at once, as a TCP RST
-// would, instead of after HandshakeTimeout: quic-go's own socket is not
-// connected and does not see ICMP errors. A QUIC server drops the byte (a
-// packet too small to be an Initial). It returns when ctx is done.
+// probeInterval is how often probeRefused sends its byte again.
+const probeInterval = 50 * time.Millisecond
+
+// probeRefused sends one byte from a connected UDP socket to addr, and
+// again every probeInterval, so that the ICMP "port unreachable" of an
+// address nobody listens on, or no longer listens on, fails the dial (by
+// canceling it with ECONNREFUSED) within about one round trip, as a TCP
+// RST would, instead of after HandshakeTimeout: quic-go's own socket is
+// not connected and does not see ICMP errors. A QUIC server drops the
+// byte (it is not a QUIC packet). It returns when ctx is done.
 func probeRefused(ctx context.Context, addr string, cancel context.CancelCauseFunc) {
 	uc, err := net.Dial("udp", addr)
 	if err != nil {
 		return
 	}
 	defer uc.Close()
-	stop := context.AfterFunc(ctx, func() { uc.SetReadDeadline(time.Now()) })
+	// Ends a Read when the dial ends. The loop checks ctx after setting
+	// each deadline of its own, so that it cannot replace this one.
+	stop := context.AfterFunc(ctx, func() { uc.SetReadDeadline(time.Unix(1, 0)) })
 	defer stop()
-	if _, err := uc.Write([]byte{0}); err != nil {
-		return
-	}
 	var buf [1]byte
-	if _, err := uc.Read(buf[:]); errors.Is(err, syscall.ECONNREFUSED) {
-		cancel(err)
+	for ctx.Err() == nil {
+		_, err := uc.Write([]byte{0})
+		if err == nil {
+			uc.SetReadDeadline(time.Now().Add(probeInterval))
+			if ctx.Err() != nil {
+				return
+			}
+			// Read until the deadline: a datagram coming back (no QUIC
+			// server sends one) must not make the probe send faster.
+			for err == nil {
+				_, err = uc.Read(buf[:])
+			}
+		}
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			cancel(err)
+			return
+		}
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			return // the socket failed: the dial goes on without the probe
+		}
 	}
 }
 
 // listener owns its UDP socket, and closes it once it is closed and every
 // connection it made is closed: the port is then free, and a dial to it
-// is refused at once (see probeRefused). Its goroutines (the accept loop,
-// one per connection waiting for its stream) end when Close cancels ctx;
-// Close waits for them.
+// is refused at once (see probeRefused). Between the two, the socket
+// refuses new connections itself (see refuse). Its goroutines (the accept
+// loop, one per connection waiting for its stream) end when Close cancels
+// ctx; Close waits for them.
 type listener struct {
 	t     *Transport
 	tr    *quicgo.Transport
@@ -308,7 +421,11 @@ func (l *listener) setup(qc *quicgo.Conn) {
 		}
 	}
 	if err != nil {
-		qc.CloseWithError(codeProtocol, "no rpcenv stream")
+		if l.ctx.Err() != nil {
+			qc.CloseWithError(codeNone, "listener closed")
+		} else {
+			qc.CloseWithError(codeProtocol, "no rpcenv stream")
+		}
 		return
 	}
 	c := newConn(qc, s, l.opts)
@@ -336,19 +453,54 @@ func (l *listener) Accept() (core.Conn, error) {
 func (l *listener) Addr() string { return l.addr }
 
 // Close stops accepting; connections already accepted stay open, and
-// keep the UDP socket until the last one closes.
+// keep the UDP socket until the last one closes. Meanwhile the socket
+// refuses new connections (see refuse).
 func (l *listener) Close() error {
 	l.cancel()
 	err := l.ql.Close()
 	l.wg.Wait()
+	// quic-go's queue may hold connections whose handshake completed
+	// after the accept loop's last Accept: their dialers would wait for
+	// the stream's first frame until a timeout.
+	for {
+		qc, aerr := l.ql.Accept(context.Background()) // the queue, then ErrServerClosed
+		if aerr != nil {
+			break
+		}
+		qc.CloseWithError(codeNone, "listener closed")
+	}
 	l.mu.Lock()
-	last := !l.closed && l.open == 0
+	if l.closed {
+		l.mu.Unlock()
+		return err
+	}
 	l.closed = true
+	last := l.open == 0
+	if !last {
+		// Under mu: release cannot shut the transport before this.
+		l.refuse()
+	}
 	l.mu.Unlock()
 	if last {
 		l.shut()
 	}
 	return err
+}
+
+// errClosedListener is why a closed listener refuses a connection.
+var errClosedListener = errors.New("quic: the listener is closed")
+
+// refuse makes the transport answer every new connection attempt with a
+// CONNECTION_CLOSE(CONNECTION_REFUSED), sent from the client's Initial
+// keys before any TLS: with no listener, quic-go would drop the attempt,
+// and the dialer would wait for its handshake timeout. The refusing
+// listener ends with the transport, in shut.
+func (l *listener) refuse() {
+	conf := l.t.listenConf.Clone()
+	conf.GetConfigForClient = func(*quicgo.ClientInfo) (*quicgo.Config, error) { return nil, errClosedListener }
+	if _, err := l.tr.Listen(l.t.server, conf); err != nil {
+		l.t.opts.Logger.Debug("quic: a closed listener cannot refuse new connections; they will time out", "listen", l.addr, "err", err)
+	}
 }
 
 // release is called when a connection of the listener has closed.
@@ -469,8 +621,12 @@ func (c *conn) ReadFrame() ([]byte, error) {
 // (the peer closed it, the idle timeout) when that is what happened.
 func (c *conn) cause(err error) error {
 	var ae *quicgo.ApplicationError
-	if errors.As(err, &ae) && ae.Remote && ae.ErrorCode == codeNone {
+	var sr *quicgo.StatelessResetError
+	switch {
+	case errors.As(err, &ae) && ae.Remote && ae.ErrorCode == codeNone:
 		return fmt.Errorf("connection closed by the peer before the end of the stream: %w", err)
+	case errors.As(err, &sr):
+		return fmt.Errorf("the peer no longer knows the connection, as after a restart: %w", err)
 	}
 	return err
 }

@@ -2,7 +2,6 @@ package quic_test
 
 import (
 	"testing"
-	"time"
 
 	"github.com/rpcenv/rpcenv/conformance"
 	"github.com/rpcenv/rpcenv/core"
@@ -17,9 +16,7 @@ func TestConformance(t *testing.T) {
 }
 
 // TestConformanceWithVerifiedTLS runs the suite again with mutual TLS
-// from SelfSignedTLS: every env of a case shares the config. A shorter
-// HandshakeTimeout makes its dials to envs that just shut down (their
-// UDP socket lingers, so no ICMP refusal comes) fail sooner.
+// from SelfSignedTLS: every env of a case shares the config.
 func TestConformanceWithVerifiedTLS(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the suite already ran with the default TLS")
@@ -30,7 +27,7 @@ func TestConformanceWithVerifiedTLS(t *testing.T) {
 	}
 	conformance.Run(t, conformance.Factory{
 		NewTransport: func(testing.TB) core.Transport {
-			return quic.New(quic.Options{TLS: cfg, HandshakeTimeout: time.Second})
+			return quic.New(quic.Options{TLS: cfg})
 		},
 		ListenURI: func(testing.TB) string { return "quic://127.0.0.1:0" },
 	})

@@ -3,13 +3,19 @@ package quic
 import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
+	"crypto/hkdf"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"errors"
+	"fmt"
 	"math/big"
 	"net"
 	"time"
+
+	quicgo "github.com/quic-go/quic-go"
 )
 
 // SelfSignedTLS returns a TLS config for Options.TLS built around a fresh
@@ -82,4 +88,53 @@ func selfSigned(hosts []string) ([]tls.Certificate, error) {
 		return nil, err
 	}
 	return []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}}, nil
+}
+
+// resetKeyInfo is HKDF's info string for the stateless reset key derived
+// from a certificate's private key. Changing it changes every derived
+// key: peers would then not notice the first restart after the change.
+const resetKeyInfo = "rpcenv quic stateless reset key v1"
+
+// resetKey returns the stateless reset key of a Transport with opts: the
+// explicit key, else one derived from the certificate's private key, else
+// a random one. Only a bad explicit key is an error.
+func resetKey(opts Options) (*quicgo.StatelessResetKey, error) {
+	var key quicgo.StatelessResetKey
+	if opts.StatelessResetKey != nil {
+		if len(opts.StatelessResetKey) != len(key) {
+			return nil, fmt.Errorf("quic: Options.StatelessResetKey is %d bytes; it must be %d", len(opts.StatelessResetKey), len(key))
+		}
+		copy(key[:], opts.StatelessResetKey)
+		return &key, nil
+	}
+	if opts.TLS != nil && len(opts.TLS.Certificates) > 0 {
+		k, err := resetKeyFromCertificate(opts.TLS.Certificates[0])
+		if err == nil {
+			return k, nil
+		}
+		opts.Logger.Warn("quic: cannot derive a stateless reset key from the certificate; "+
+			"a restart of this process will only be noticed by its peers' timeouts (set Options.StatelessResetKey)", "err", err)
+	}
+	rand.Read(key[:]) // never fails (crypto/rand)
+	return &key, nil
+}
+
+// resetKeyFromCertificate derives a stateless reset key from cert's
+// private key with HKDF-SHA256: the same key pair gives the same reset
+// key in every process, and the reset key reveals nothing of the private
+// key. A private key that cannot be marshaled (one held in a hardware
+// module, behind a crypto.Signer) is an error.
+func resetKeyFromCertificate(cert tls.Certificate) (*quicgo.StatelessResetKey, error) {
+	if cert.PrivateKey == nil {
+		return nil, errors.New("no private key in Options.TLS.Certificates[0]")
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
+	if err != nil {
+		return nil, fmt.Errorf("the private key of Options.TLS.Certificates[0] (%T): %w", cert.PrivateKey, err)
+	}
+	b, err := hkdf.Key(sha256.New, der, nil, resetKeyInfo, len(quicgo.StatelessResetKey{}))
+	if err != nil {
+		return nil, err
+	}
+	return (*quicgo.StatelessResetKey)(b), nil
 }
