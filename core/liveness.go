@@ -2,6 +2,14 @@ package core
 
 import "fmt"
 
+// beatPadding fills a Heartbeat's message field, which receivers ignore
+// (docs/PROTOCOL.md): without it the packet carrying a lone heartbeat
+// over QUIC is 40 bytes, and a restarted QUIC listener answers only
+// packets over 42 bytes with a stateless reset (RFC 9000, section 10.3),
+// so an idle connection to a restarted peer would be noticed only at
+// PeerTimeout instead of at its next heartbeat.
+const beatPadding = "rpcenv.."
+
 // check runs every HeartbeatInterval while the peer is up: it declares
 // the peer dead after PeerTimeout without a frame in, and queues a
 // heartbeat when nothing went out since the last check. It only reads
@@ -19,7 +27,7 @@ func (p *peer) check() {
 		return
 	}
 	if s := p.sent.Load(); s == p.lastSent {
-		if frame, err := encodeFrame(&header{kind: kindBeat}, nil, e.maxMsg); err == nil {
+		if frame, err := encodeFrame(&header{kind: kindBeat, message: beatPadding}, nil, e.maxMsg); err == nil {
 			p.control(frame)
 		}
 	} else {

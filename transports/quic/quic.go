@@ -73,10 +73,10 @@
 // again by the same Transport value in the same process keeps the key.
 // The other side learns of the restart from its next packet to the
 // restarted process that is larger than 42 bytes (quic-go does not answer
-// smaller ones, lest a reset be answered by a reset): a message, an ask
-// or a reply, but not the env's heartbeats (40 bytes) or QUIC's
-// keep-alives, so an idle connection is still ended by PeerTimeout. The
-// message that drew the reset is lost with the old connection: a send
+// smaller ones, lest a reset be answered by a reset): a message, an ask,
+// a reply, or the env's next heartbeat, which core pads for this (QUIC's
+// own keep-alives are too small). The message that drew the reset is lost
+// with the old connection: a send
 // becomes a dead letter, an ask fails at once with ErrDisconnected, and
 // the next message goes over a new connection. While nothing listens on
 // the port, nothing answers (quic-go does not see ICMP errors): only the

@@ -253,9 +253,6 @@ func (c *recordedConn) ReadFrame() ([]byte, error) {
 // fails at once with ErrDisconnected naming the reset, or, when a packet
 // of the env's own (a retransmission) drew the reset first, sent on a new
 // connection. Either way the next ask reaches the new server.
-//
-// (The env's heartbeats do not draw a reset: their packets are 40 bytes,
-// and a reset answers only packets over 42.)
 func TestAnEnvLearnsOfARestartedServerThroughAStatelessReset(t *testing.T) {
 	cfg, err := quic.SelfSignedTLS()
 	if err != nil {
@@ -300,5 +297,43 @@ func TestAnEnvLearnsOfARestartedServerThroughAStatelessReset(t *testing.T) {
 	var sr *quicgo.StatelessResetError
 	if !errors.As(err, &sr) {
 		t.Fatalf("the connection to the killed server ended with %v; want a *quicgo.StatelessResetError", err)
+	}
+}
+
+// An idle connection learns of a restarted server at its next heartbeat:
+// core pads heartbeats so that their packet is large enough to draw a
+// stateless reset (a reset answers only packets over 42 bytes). Without
+// the padding, only the 30 s PeerTimeout would end it.
+func TestAnIdleEnvLearnsOfARestartedServerAtItsNextHeartbeat(t *testing.T) {
+	cfg, err := quic.SelfSignedTLS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert := cfg.Certificates[0]
+	priv, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := serverSpec{Env: true, Addr: "127.0.0.1:0", Cert: cert.Certificate[0], PrivateKey: priv}
+	old := startServer(t, spec)
+
+	const long = 30 * time.Second
+	rec := &recorder{
+		Transport: quic.New(quic.Options{Logger: discardLog, IdleTimeout: long, KeepAlive: -1}),
+		ended:     make(chan error, 4),
+	}
+	client := startEnv(t, rec, core.Config{Name: "client", HeartbeatInterval: 50 * time.Millisecond, PeerTimeout: long})
+	echo := mustLookup(t, client, "quic://"+old.addr+"/echo")
+	if v, err := askWithin(t, echo, "before"); err != nil || v != "before" {
+		t.Fatalf("ask before the restart = %v, %v", v, err)
+	}
+	old.kill()
+	spec.Addr = old.addr
+	startServer(t, spec)
+	// Nothing is asked now: only heartbeats cross.
+	err = await(t, rec.ended, "the idle connection to the killed server to end")
+	var sr *quicgo.StatelessResetError
+	if !errors.As(err, &sr) {
+		t.Fatalf("the idle connection to the killed server ended with %v; want a *quicgo.StatelessResetError", err)
 	}
 }
