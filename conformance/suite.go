@@ -64,4 +64,5 @@ var groups = []group{
 	{"Shutdown", shutdownCases},
 	{"Pressure", pressureCases},
 	{"Order", sendThenAskCases},
+	{"Streams", streamCases},
 }

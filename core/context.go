@@ -13,6 +13,7 @@ type Context struct {
 	sender string
 	ans    answerer // nil for a send
 	from   *peer    // the connection the message came over; nil for a local one (flow.go)
+	stream *Stream  // the stream a stream's opening message opened; nil otherwise
 }
 
 // answerer is the reply side of an ask: a local call or a remote one.
@@ -25,8 +26,12 @@ type answerer interface {
 // Context returns a context that carries the ask's deadline and is done
 // when the asker gave up (its deadline passed, it was canceled, or the
 // connection to it broke) or the ask was answered. For a send it is done
-// when the env shuts down.
+// when the env shuts down. For a stream's opening message it is the
+// stream's Context.
 func (c *Context) Context() context.Context {
+	if c.stream != nil {
+		return c.stream.ctx
+	}
 	if c.ans == nil {
 		return c.ep.env.ctx
 	}

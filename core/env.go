@@ -446,6 +446,9 @@ func (e *Env) failStart(x *endpoint) {
 // reject answers an item that will not be delivered: an ask fails, a
 // send is a dead letter.
 func (e *Env) reject(target string, it item, reason error) {
+	if it.c.stream != nil {
+		it.c.stream.fail(reason)
+	}
 	if it.c.ans != nil {
 		it.c.ans.fail(it.c.ep, envError{reason})
 		return
@@ -604,7 +607,9 @@ func (e *Env) ask(ctx context.Context, r *Ref, msg any) (any, error) {
 
 // remoteCall sends an ask or a lookup over p and waits for the answer.
 func (e *Env) remoteCall(ctx context.Context, w *waiter, target string, p *peer, lane uint64, h *header, body any) (any, error) {
-	h.id = e.nextID.Add(1)
+	if h.id == 0 { // an Open comes with its stream's id
+		h.id = e.nextID.Add(1)
+	}
 	h.timeout = int64(time.Until(w.deadline))
 	if h.timeout <= 0 {
 		h.timeout = 1

@@ -41,6 +41,13 @@ var (
 	// an endpoint that sends to itself cannot deadlock; the message is
 	// counted as a dead letter.
 	ErrInboxFull = errors.New("inbox full")
+	// ErrStreamClosed: a Stream was used after it was closed, on either
+	// side: a Write after CloseWrite, a Read or Write after Close, or the
+	// peer's Write after this side's Close.
+	ErrStreamClosed = errors.New("stream closed")
+	// ErrNotStreamHandler: OpenStream named an endpoint that does not
+	// implement StreamHandler.
+	ErrNotStreamHandler = errors.New("endpoint does not accept streams")
 )
 
 // Wire codes for the sentinels, so that errors.Is holds across envs.
@@ -60,6 +67,8 @@ var sentinelCodes = []struct {
 	{"not_ask", ErrNotAsk},
 	{"protocol", ErrProtocol},
 	{"inbox_full", ErrInboxFull},
+	{"stream_closed", ErrStreamClosed},
+	{"not_stream_handler", ErrNotStreamHandler},
 }
 
 // codeOf returns the wire code of the first sentinel err wraps, or "".

@@ -3,6 +3,7 @@ package core_test
 import (
 	"context"
 	"fmt"
+	"io"
 
 	"github.com/rpcenv/rpcenv/core"
 	"github.com/rpcenv/rpcenv/transports/inproc"
@@ -84,3 +85,70 @@ func ExampleRegisterMessage() {
 type endpointFunc func(c *core.Context, msg any) error
 
 func (f endpointFunc) Receive(c *core.Context, msg any) error { return f(c, msg) }
+
+// Upload is the opening message of an upload stream.
+type Upload struct{ Name string }
+
+func init() { core.RegisterMessage[Upload]("example.Upload") }
+
+// uploads is a StreamHandler: it reads each upload to its end and
+// answers with how many bytes it got.
+type uploads struct{}
+
+func (uploads) Receive(c *core.Context, msg any) error { return nil }
+
+func (uploads) ReceiveStream(c *core.Context, msg any, s *core.Stream) error {
+	go func() { // the stream outlives ReceiveStream
+		defer s.Close()
+		n, err := io.Copy(io.Discard, s)
+		if err != nil {
+			s.CloseWithError(err)
+			return
+		}
+		fmt.Fprintf(s, "%s: %d bytes", msg.(Upload).Name, n)
+	}()
+	return nil
+}
+
+// A client opens a stream to an endpoint of a server, writes more than
+// one message could carry, half-closes, and reads the answer.
+func ExampleRef_OpenStream() {
+	ns := inproc.New()
+	server, _ := core.NewEnv(core.Config{Listen: "inproc://server", Transports: []core.Transport{ns}})
+	defer server.Shutdown(context.Background())
+	server.Register("uploads", uploads{})
+
+	client, _ := core.NewEnv(core.Config{Transports: []core.Transport{ns}})
+	defer client.Shutdown(context.Background())
+	ref, _ := client.Lookup(context.Background(), "inproc://server/uploads")
+	s, err := ref.OpenStream(context.Background(), Upload{Name: "data.bin"})
+	if err != nil {
+		panic(err)
+	}
+	defer s.Close()
+	s.Write(make([]byte, 20<<20)) // 20 MiB: the window paces it
+	s.CloseWrite()
+	answer, err := io.ReadAll(s)
+	fmt.Println(string(answer), err)
+	// Output: data.bin: 20971520 bytes <nil>
+}
+
+// A StreamHandler that returns an error aborts the stream: the opener's
+// Read fails with that error's text.
+func ExampleStreamHandler() {
+	env, _ := core.NewEnv(core.Config{Listen: "inproc://local", Transports: []core.Transport{inproc.New()}})
+	defer env.Shutdown(context.Background())
+	ref, _ := env.Register("picky", refuser{})
+	s, _ := ref.OpenStream(context.Background(), Upload{Name: "huge.bin"})
+	_, err := s.Read(make([]byte, 1))
+	fmt.Println(err)
+	// Output: rpcenv: remote inproc://local/picky: no room for huge.bin
+}
+
+type refuser struct{}
+
+func (refuser) Receive(c *core.Context, msg any) error { return nil }
+
+func (refuser) ReceiveStream(c *core.Context, msg any, s *core.Stream) error {
+	return fmt.Errorf("no room for %s", msg.(Upload).Name)
+}

@@ -95,13 +95,14 @@ type readWindow struct {
 }
 
 // isData reports whether frame is a data frame, which counts against the
-// connection window: a Send, an Ask, or a chunk.
+// connection window: a Send, an Ask, a chunk, or a stream's Open, data or
+// end (everything the writer takes from a lane).
 func isData(frame []byte) bool {
 	if len(frame) < 2 {
 		return false
 	}
 	k := frame[1]
-	return k == kindSend || k == kindAsk || k == kindChunk || k == kindLast
+	return k == kindSend || k == kindAsk || k == kindChunk || k == kindLast || k == kindOpen || k == kindStreamData || k == kindStreamEnd
 }
 
 // read accounts a data frame of n bytes from p, and gives the window back

@@ -51,22 +51,18 @@ func (e *Env) handle(p *peer, env *envelope, size int, owned bool) error {
 			p.sendFail(env.ID, "", fmt.Errorf("%s: %w", e.uriOf(env.To), err))
 			return nil
 		}
-		p.mu.Lock()
-		if _, dup := p.inCalls[env.ID]; dup {
-			p.mu.Unlock()
-			return fmt.Errorf("%w: ask id %d reused while in flight", ErrProtocol, env.ID)
+		if ok, err := p.addInCall(ic); !ok {
+			return err
 		}
-		if p.state == peerClosed {
-			p.mu.Unlock()
-			return nil
-		}
-		p.inCalls[env.ID] = ic
-		p.mu.Unlock()
 		ic.hctx = Context{ep: x, sender: p.label(), ans: ic, from: p}
 		if !x.post(item{kind: itemMessage, size: uint32(size), msg: msg, c: &ic.hctx}) {
 			p.consumed(env.To, 0, size)
 			ic.fail(x, envError{fmt.Errorf("%w: %s", ErrEndpointNotFound, e.uriOf(env.To))})
 		}
+	case kindOpen:
+		return e.acceptStream(p, env, size, owned)
+	case kindStreamData, kindStreamCredit, kindStreamEnd, kindStreamReset:
+		return p.handleStream(env)
 	case kindReply:
 		c := p.takeCall(env.ID)
 		if c == nil {

@@ -134,6 +134,9 @@ func (ep *endpoint) post(it item) bool {
 // undeliverable drops a message that arrived in chunks and failed to
 // decode: an ask gets the error, a send is a dead letter.
 func (ep *endpoint) undeliverable(it item, err error) {
+	if it.c.stream != nil {
+		it.c.stream.fail(err)
+	}
 	if it.c.ans != nil {
 		it.c.ans.fail(ep, envError{fmt.Errorf("%s: %w", ep.self, err)})
 	} else {
@@ -356,6 +359,10 @@ func (ep *endpoint) start() {
 // receive calls Receive and makes sure an ask gets an answer whatever
 // Receive does: returns an error, or panics.
 func (ep *endpoint) receive(c *Context, msg any) {
+	if c.stream != nil {
+		ep.receiveStream(c, msg)
+		return
+	}
 	var err error
 	panicked := ep.protect("Receive", func() { err = ep.impl.Receive(c, msg) })
 	if panicked != nil {

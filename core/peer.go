@@ -32,12 +32,14 @@ type peer struct {
 
 	mu       sync.Mutex
 	state    peerState
-	calls    map[uint64]*call   // our asks in flight over this peer
-	inCalls  map[uint64]*inCall // the peer's asks being handled here
-	windows  map[string]*window // flow control of the peer's messages to our endpoints
-	closeErr error              // why it closed, wrapping ErrDisconnected or ErrEnvStopped
-	counted  bool               // counted in peerTable.live (it came up)
-	closed   chan struct{}      // closed by close: releases everything waiting on the peer
+	calls    map[uint64]*call      // our asks in flight over this peer
+	inCalls  map[uint64]*inCall    // the peer's asks being handled here
+	windows  map[string]*window    // flow control of the peer's messages to our endpoints
+	streams  map[streamKey]*Stream // streams open over this connection (streamconn.go)
+	accepted int                   // streams in streams that the peer opened
+	closeErr error                 // why it closed, wrapping ErrDisconnected or ErrEnvStopped
+	counted  bool                  // counted in peerTable.live (it came up)
+	closed   chan struct{}         // closed by close: releases everything waiting on the peer
 
 	// Liveness (liveness.go): frames counted each way, and what the last
 	// check saw. sent and recvd are atomic; the rest belong to the timer.
@@ -105,9 +107,9 @@ func (p *peer) reply(id uint64, frame []byte) error {
 	if len(frame) <= maxFrame {
 		return p.control(frame)
 	}
-	key := id << 1 // even: endpoint lanes are odd
+	key := id << 2 // a multiple of 4: endpoint lanes are odd, stream lanes 2 more than a multiple of 4
 	if key == 0 {
-		key = 2
+		key = 4
 	}
 	return p.data(key, "", frame, "", "", nil, time.Time{})
 }
@@ -128,6 +130,22 @@ func (p *peer) takeCall(id uint64) *call {
 	c := p.calls[id]
 	delete(p.calls, id)
 	return c
+}
+
+// addInCall records an ask of the peer's being handled. It returns false
+// when the ask is not to be handled: with an error when the peer reused
+// an id in flight, with nil when p has closed.
+func (p *peer) addInCall(ic *inCall) (bool, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, dup := p.inCalls[ic.id]; dup {
+		return false, fmt.Errorf("%w: ask id %d reused while in flight", ErrProtocol, ic.id)
+	}
+	if p.state == peerClosed {
+		return false, nil
+	}
+	p.inCalls[ic.id] = ic
+	return true, nil
 }
 
 func (p *peer) takeInCall(id uint64) {
@@ -189,8 +207,8 @@ func (p *peer) close(cause error) {
 	wasUp := p.state == peerUp
 	p.state = peerClosed
 	p.closeErr = cause
-	calls, inCalls := p.calls, p.inCalls
-	p.calls, p.inCalls, p.windows = map[uint64]*call{}, map[uint64]*inCall{}, nil
+	calls, inCalls, streams := p.calls, p.inCalls, p.streams
+	p.calls, p.inCalls, p.windows, p.streams, p.accepted = map[uint64]*call{}, map[uint64]*inCall{}, nil, nil, 0
 	conn, beat := p.conn, p.beat
 	close(p.closed)
 	p.mu.Unlock()
@@ -212,6 +230,7 @@ func (p *peer) close(cause error) {
 	for _, c := range inCalls {
 		c.end()
 	}
+	failStreams(streams, cause)
 	// Last: a transport's Close may take a moment (a graceful close on a
 	// peer that does not answer), and nothing above needs to wait for it.
 	if conn != nil {

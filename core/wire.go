@@ -24,6 +24,15 @@ const (
 	kindChunk  = 17 // a piece of a large frame, more to come (a chunk frame, not an envelope)
 	kindLast   = 18 // the last piece of a large frame (a chunk frame)
 	kindCredit = 19 // flow control: ID more bytes of credit for endpoint To
+
+	// Streams (stream.go, streamconn.go). A stream frame's ID is the
+	// stream's open ID times two, plus one when its sender opened the
+	// stream.
+	kindOpen         = 20 // opens stream ID to endpoint To with the body; answered by Reply (accepted) or Fail
+	kindStreamData   = 21 // stream bytes: the body is a CBOR byte string
+	kindStreamCredit = 22 // stream flow control: the body is the bytes of credit added
+	kindStreamEnd    = 23 // the sender half-closed the stream
+	kindStreamReset  = 24 // the sender aborted the stream (Code, Message)
 )
 
 // protocolVersion is carried in Hello; envs refuse a peer of another version.
@@ -317,7 +326,7 @@ func encodeFrame(h *header, body any, limit int) ([]byte, error) {
 		writeText(buf, h.code)
 		writeText(buf, h.message)
 		if buf.Len() > limit {
-			err = fmt.Errorf("%w: %d bytes encoded, the limit (Config.MaxMessageSize) is %d", ErrMessageTooLarge, buf.Len(), limit)
+			err = fmt.Errorf("%w: %d bytes encoded, the limit (Config.MaxMessageSize) is %d; send more through a stream (Ref.OpenStream)", ErrMessageTooLarge, buf.Len(), limit)
 		} else {
 			frame = newFrame(buf.Len())
 			copy(frame, buf.Bytes())

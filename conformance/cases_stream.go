@@ -1,0 +1,306 @@
+package conformance
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"testing"
+
+	"github.com/rpcenv/rpcenv/core"
+)
+
+// StreamSpec opens a stream in the suite's cases: the handler writes Send
+// bytes (a pattern from Seed), then reads everything the opener writes
+// and answers with its digest, unless Fail asks it to fail at once.
+type StreamSpec struct {
+	Send int
+	Seed byte
+	Fail string // non-empty: ReceiveStream returns an error with this text
+}
+
+// Digest is what the stream handler writes back: the SHA-256 and length
+// of what it read.
+type Digest struct {
+	Sum [32]byte
+	N   int
+}
+
+func init() {
+	core.RegisterMessage[StreamSpec]("conformance.StreamSpec")
+}
+
+// streamer is an endpoint that accepts streams with recv.
+type streamer struct {
+	probe
+	recv func(c *core.Context, msg any, s *core.Stream) error
+}
+
+func (x *streamer) ReceiveStream(c *core.Context, msg any, s *core.Stream) error {
+	return x.recv(c, msg, s)
+}
+
+// errQuota is the error a handler aborts a stream with; it wraps
+// ErrInboxFull so that its identity crosses envs.
+var errQuota = fmt.Errorf("quota exceeded: %w", core.ErrInboxFull)
+
+// digester writes spec.Send pattern bytes, then hashes what it reads
+// until EOF and writes the Digest's 40 bytes.
+func digester() *streamer {
+	return &streamer{recv: func(c *core.Context, msg any, s *core.Stream) error {
+		spec, _ := msg.(StreamSpec)
+		if spec.Fail != "" {
+			return errors.New(spec.Fail)
+		}
+		go func() { // the stream outlives ReceiveStream
+			defer s.Close()
+			if _, err := s.Write(pattern(spec.Send, spec.Seed)); err != nil {
+				return
+			}
+			h := sha256.New()
+			n, err := io.Copy(h, s)
+			if err != nil {
+				s.CloseWithError(err)
+				return
+			}
+			var out [40]byte
+			copy(out[:], h.Sum(nil))
+			for i := range 8 {
+				out[32+i] = byte(n >> (8 * i))
+			}
+			s.Write(out[:])
+		}()
+		return nil
+	}}
+}
+
+func openStream(t *testing.T, r *core.Ref, msg any) *core.Stream {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	s, err := r.OpenStream(ctx, msg)
+	if err != nil {
+		t.Fatalf("OpenStream to %s: %v", r, err)
+	}
+	return s
+}
+
+// exchange writes out on s, half-closes, reads the handler's send bytes
+// and checks them and the digest it answers with.
+func exchange(t *testing.T, s *core.Stream, out []byte, spec StreamSpec) {
+	t.Helper()
+	werr := make(chan error, 1)
+	go func() {
+		_, err := s.Write(out)
+		if err == nil {
+			err = s.CloseWrite()
+		}
+		werr <- err
+	}()
+	got := make([]byte, spec.Send)
+	if _, err := io.ReadFull(s, got); err != nil {
+		t.Fatalf("read the handler's %d bytes: %v", spec.Send, err)
+	}
+	if !bytes.Equal(got, pattern(spec.Send, spec.Seed)) {
+		t.Fatalf("the handler's %d bytes arrived changed", spec.Send)
+	}
+	var d [40]byte
+	if _, err := io.ReadFull(s, d[:]); err != nil {
+		t.Fatalf("read the digest: %v", err)
+	}
+	if err := recv(t, werr, "the opener's writes"); err != nil {
+		t.Fatalf("write %d bytes and CloseWrite: %v", len(out), err)
+	}
+	sum := sha256.Sum256(out)
+	n := 0
+	for i := range 8 {
+		n |= int(d[32+i]) << (8 * i)
+	}
+	if !bytes.Equal(d[:32], sum[:]) || n != len(out) {
+		t.Fatalf("the handler read %d bytes with another digest; %d bytes were written", n, len(out))
+	}
+	if k, err := s.Read(make([]byte, 1)); k != 0 || err != io.EOF {
+		t.Fatalf("Read after the handler closed = %d, %v; want io.EOF", k, err)
+	}
+	if err := s.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+}
+
+var streamCases = concat(
+	across("ExactBytesBothWays", all, func(t *testing.T, h *harness, at, from *core.Env) {
+		h.register(at, "digest", digester())
+		ref := h.lookup(from, at, "digest")
+		for i, size := range []int{0, 1, 64<<10 - 1, 64<<10 + 1, 8 << 20} {
+			spec := StreamSpec{Send: size, Seed: byte(i)}
+			exchange(t, openStream(t, ref, spec), pattern(size, byte(100+i)), spec)
+		}
+	}),
+	across("HalfCloseEachWay", all, func(t *testing.T, h *harness, at, from *core.Env) {
+		// The handler reads to EOF first, then answers: a half-close
+		// must end the opener's side only.
+		h.register(at, "upper", &streamer{recv: func(c *core.Context, msg any, s *core.Stream) error {
+			go func() {
+				b, err := io.ReadAll(s)
+				if err != nil {
+					s.CloseWithError(err)
+					return
+				}
+				s.Write(bytes.ToUpper(b))
+				s.CloseWrite()
+			}()
+			return nil
+		}})
+		s := openStream(t, h.lookup(from, at, "upper"), StreamSpec{})
+		if _, err := s.Write([]byte("half")); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.CloseWrite(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Write([]byte("more")); !errors.Is(err, core.ErrStreamClosed) {
+			t.Errorf("Write after CloseWrite: %v, want ErrStreamClosed", err)
+		}
+		got, err := io.ReadAll(s)
+		if err != nil || string(got) != "HALF" {
+			t.Fatalf("read after our half-close = %q, %v; want HALF then io.EOF", got, err)
+		}
+		s.Close()
+	}),
+	across("CloseWithErrorReachesThePeer", all, func(t *testing.T, h *harness, at, from *core.Env) {
+		h.register(at, "quota", &streamer{recv: func(c *core.Context, msg any, s *core.Stream) error {
+			return errQuota // before reading: the stream is aborted with it
+		}})
+		s := openStream(t, h.lookup(from, at, "quota"), StreamSpec{})
+		_, err := io.ReadAll(s)
+		var re *core.RemoteError
+		if !errors.As(err, &re) || !errors.Is(err, core.ErrInboxFull) || re.Message != errQuota.Error() {
+			t.Fatalf("Read of a stream the handler aborted: %v; want a *RemoteError with %q that is ErrInboxFull", err, errQuota)
+		}
+		closed(t, s.Context().Done(), "the aborted stream's Context")
+		if _, err := s.Write([]byte("x")); err == nil {
+			t.Error("Write to an aborted stream succeeded")
+		}
+	}),
+	across("ManyStreamsAtOnce", all, func(t *testing.T, h *harness, at, from *core.Env) {
+		h.register(at, "digest", digester())
+		ref := h.lookup(from, at, "digest")
+		const streams = 100
+		var wg sync.WaitGroup
+		errs := make(chan error, streams)
+		for i := range streams {
+			wg.Go(func() {
+				ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+				defer cancel()
+				spec := StreamSpec{Send: 16 << 10, Seed: byte(i)}
+				s, err := ref.OpenStream(ctx, spec)
+				if err != nil {
+					errs <- err
+					return
+				}
+				defer s.Close()
+				out := pattern(32<<10, byte(i))
+				go func() {
+					s.Write(out)
+					s.CloseWrite()
+				}()
+				got := make([]byte, spec.Send+40)
+				if _, err := io.ReadFull(s, got); err != nil {
+					errs <- fmt.Errorf("stream %d: %w", i, err)
+					return
+				}
+				sum := sha256.Sum256(out)
+				if !bytes.Equal(got[:spec.Send], pattern(spec.Send, spec.Seed)) || !bytes.Equal(got[spec.Send:spec.Send+32], sum[:]) {
+					errs <- fmt.Errorf("stream %d: bytes changed", i)
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Error(err)
+		}
+	}),
+	across("AsksFlowBesideAFullStream", all, func(t *testing.T, h *harness, at, from *core.Env) {
+		h.register(at, "echo", echo())
+		h.register(at, "digest", digester())
+		s := openStream(t, h.lookup(from, at, "digest"), StreamSpec{})
+		stop := make(chan struct{})
+		werr := make(chan error, 1)
+		go func() { // writes until told to stop: the stream is in full flow
+			chunk := pattern(64<<10, 1)
+			for {
+				select {
+				case <-stop:
+					werr <- s.CloseWrite()
+					return
+				default:
+				}
+				if _, err := s.Write(chunk); err != nil {
+					werr <- err
+					return
+				}
+			}
+		}()
+		echoRef := h.lookup(from, at, "echo")
+		for i := range 50 {
+			v, err := ask(t, echoRef, Ping{N: i})
+			if err != nil || v != (Pong{N: i + 1}) {
+				t.Fatalf("ask %d beside a full stream = %v, %v", i, v, err)
+			}
+		}
+		close(stop)
+		if err := recv(t, werr, "the stream's writer"); err != nil {
+			t.Fatalf("stream writer: %v", err)
+		}
+		var d [40]byte
+		if _, err := io.ReadFull(s, d[:]); err != nil {
+			t.Fatalf("the digest after the flow: %v", err)
+		}
+		s.Close()
+	}),
+	across("ACutFailsTheStreamNotEOF", networks, func(t *testing.T, h *harness, at, from *core.Env) {
+		inside := make(chan *core.Stream, 1)
+		h.register(at, "hold", &streamer{recv: func(c *core.Context, msg any, s *core.Stream) error {
+			inside <- s
+			return nil
+		}})
+		s := openStream(t, h.lookup(from, at, "hold"), StreamSpec{})
+		theirs := recv(t, inside, "the stream to reach the handler")
+		if _, err := s.Write([]byte("before the cut")); err != nil {
+			t.Fatal(err)
+		}
+		got := make([]byte, len("before the cut"))
+		if _, err := io.ReadFull(theirs, got); err != nil {
+			t.Fatal(err)
+		}
+		h.wire.sever()
+		for side, st := range map[string]*core.Stream{"opener": s, "handler": theirs} {
+			if _, err := st.Read(make([]byte, 8)); !errors.Is(err, core.ErrDisconnected) {
+				t.Errorf("%s's Read after the cut: %v, want ErrDisconnected (never io.EOF)", side, err)
+			}
+			if _, err := st.Write([]byte("after")); !errors.Is(err, core.ErrDisconnected) {
+				t.Errorf("%s's Write after the cut: %v, want ErrDisconnected", side, err)
+			}
+		}
+	}),
+	across("OpenToAMissingOrNonStreamEndpointFails", all, func(t *testing.T, h *harness, at, from *core.Env) {
+		h.register(at, "echo", echo())
+		ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+		defer cancel()
+		if _, err := h.lookup(from, at, "echo").OpenStream(ctx, StreamSpec{}); !errors.Is(err, core.ErrNotStreamHandler) {
+			t.Errorf("OpenStream to an endpoint without ReceiveStream: %v, want ErrNotStreamHandler", err)
+		}
+		local := h.register(at, "gone", digester())
+		gone := h.lookup(from, at, "gone")
+		if err := at.Stop(local); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := gone.OpenStream(ctx, StreamSpec{}); !errors.Is(err, core.ErrEndpointNotFound) {
+			t.Errorf("OpenStream to a stopped endpoint: %v, want ErrEndpointNotFound", err)
+		}
+	}),
+)

@@ -1,0 +1,156 @@
+package core
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// Opening and accepting streams. An open is an ask whose answer is the
+// stream's acceptance: it travels like one (on its endpoint's lane, in
+// the endpoint's order, counting against its credit), and the env, not
+// the handler, answers it once the endpoint takes the message.
+
+// OpenStream opens a byte stream to the endpoint r points to, with msg as
+// its opening message, and returns once the endpoint has accepted it: its
+// env delivered msg, in order, to the endpoint's ReceiveStream. ctx
+// bounds the open only (by default Config.AskTimeout); the open stream
+// then lives until it is closed (see Stream).
+//
+// It fails with ErrEndpointNotFound if no endpoint of that name exists,
+// with ErrNotStreamHandler if the endpoint does not implement
+// StreamHandler, and as Ask does when the peer cannot be reached.
+func (r *Ref) OpenStream(ctx context.Context, msg any) (*Stream, error) {
+	if r == nil || r.env == nil {
+		return nil, fmt.Errorf("rpcenv: open stream to %s: %w", r, errUnusableRef)
+	}
+	s, err := r.env.openStream(ctx, r, msg)
+	if err != nil {
+		return nil, fmt.Errorf("rpcenv: open stream to %s: %w", r, err)
+	}
+	return s, nil
+}
+
+func (e *Env) openStream(ctx context.Context, r *Ref, msg any) (*Stream, error) {
+	if e.stopping.Load() {
+		return nil, ErrEnvStopped
+	}
+	wire, mt, err := checkType(msg)
+	if err != nil {
+		return nil, err
+	}
+	target := r.String()
+	w := e.newWait(ctx)
+	if e.isLocal(r) {
+		opener, acceptor := newLocalPair(e.ctx, e.addr, target)
+		c := new(call)
+		c.deadline = w.deadline
+		c.hctx = Context{sender: e.addr, ans: c, stream: acceptor}
+		if err := e.postLocal(r, item{kind: itemMessage, msg: msg, c: &c.hctx}); err != nil {
+			return nil, err
+		}
+		if _, err := e.await(ctx, &w, target, c, nil); err != nil {
+			opener.fail(err)
+			acceptor.fail(err)
+			return nil, err
+		}
+		return opener, nil
+	}
+	p, err := e.route(r)
+	if err != nil {
+		return nil, err
+	}
+	id := e.nextID.Add(1)
+	key := streamKey{mine: true, id: id}
+	s := newStream(e.ctx, target)
+	s.link = &remoteLink{p: p, key: key}
+	if err := p.addStream(key, s); err != nil {
+		s.fail(err)
+		return nil, err
+	}
+	h := &header{kind: kindOpen, id: id, to: r.name, typ: wire, mt: mt}
+	if _, err := e.remoteCall(ctx, &w, target, p, r.lane, h, msg); err != nil {
+		s.fail(err)
+		return nil, err
+	}
+	return s, nil
+}
+
+// acceptStream is handle's part for an Open from p: like an ask, with a
+// stream in its Context. It returns an error only when p broke the
+// protocol.
+func (e *Env) acceptStream(p *peer, env *envelope, size int, owned bool) error {
+	if err := p.received(env.To, size); err != nil {
+		return err
+	}
+	refuse := func(err error) {
+		p.consumed(env.To, 0, size)
+		p.sendFail(env.ID, "", err)
+	}
+	x := e.localEndpoint(env.To)
+	if x == nil {
+		refuse(fmt.Errorf("%w: %s", ErrEndpointNotFound, e.uriOf(env.To)))
+		return nil
+	}
+	msg, err := e.decodeOrDefer(env, owned)
+	if err != nil {
+		refuse(fmt.Errorf("%s: %w", e.uriOf(env.To), err))
+		return nil
+	}
+	key := streamKey{mine: false, id: env.ID}
+	s := newStream(e.ctx, p.label())
+	s.link = &remoteLink{p: p, key: key}
+	if err := p.addStream(key, s); err != nil {
+		s.fail(err)
+		if errors.Is(err, ErrProtocol) {
+			return err
+		}
+		refuse(err)
+		return nil
+	}
+	ic := &inCall{p: p, id: env.ID}
+	ic.deadline = timeNow().Add(durationOf(env.Timeout))
+	if ok, err := p.addInCall(ic); !ok {
+		s.fail(fmt.Errorf("rpcenv: stream from %s: %w", s.remote, ErrDisconnected))
+		return err // nil when p closed
+	}
+	ic.hctx = Context{ep: x, sender: p.label(), ans: ic, from: p, stream: s}
+	if !x.post(item{kind: itemMessage, size: uint32(size), msg: msg, c: &ic.hctx}) {
+		p.consumed(env.To, 0, size)
+		err := fmt.Errorf("%w: %s", ErrEndpointNotFound, e.uriOf(env.To))
+		ic.fail(x, envError{err})
+		s.fail(err)
+	}
+	return nil
+}
+
+// receiveStream delivers a stream's opening message: the env accepts the
+// stream (answers the open), then calls ReceiveStream. An endpoint that
+// is no StreamHandler refuses it; an error from ReceiveStream aborts it,
+// and the peer gets the error (it is not reported to OnError, as an
+// error an asker gets is not).
+func (ep *endpoint) receiveStream(c *Context, msg any) {
+	s := c.stream
+	h, ok := ep.hooks.(StreamHandler)
+	if !ok {
+		h, ok = ep.impl.(StreamHandler)
+	}
+	if !ok {
+		err := fmt.Errorf("%w: %s (it has no ReceiveStream method)", ErrNotStreamHandler, ep.self)
+		c.ans.fail(ep, envError{err})
+		s.fail(err)
+		return
+	}
+	if err := c.ans.reply(ep, nil); err != nil {
+		s.fail(fmt.Errorf("rpcenv: stream from %s: the opener gave up: %w", s.remote, ErrStreamClosed))
+		return
+	}
+	var err error
+	panicked := ep.protect("ReceiveStream", func() { err = h.ReceiveStream(c, msg, s) })
+	if panicked != nil {
+		err = panicked
+	}
+	if err != nil {
+		s.CloseWithError(err) // the peer gets err, as an asker gets Receive's (a panic went to OnError too)
+	}
+}
