@@ -170,6 +170,55 @@ var streamCases = concat(
 		}
 		s.Close()
 	}),
+	// Close half-closes first: a handler that writes its answer and
+	// closes, without reading what the opener (never) sends, still
+	// delivers the whole answer, then io.EOF.
+	across("CloseDeliversWhatWasWrittenThenEOF", all, func(t *testing.T, h *harness, at, from *core.Env) {
+		h.register(at, "answer", &streamer{recv: func(c *core.Context, msg any, s *core.Stream) error {
+			go func() {
+				s.Write(pattern(1<<20, 3))
+				s.Close()
+			}()
+			return nil
+		}})
+		s := openStream(t, h.lookup(from, at, "answer"), StreamSpec{})
+		got, err := io.ReadAll(s)
+		if err != nil || !bytes.Equal(got, pattern(1<<20, 3)) {
+			t.Fatalf("read an answer written then closed: %d bytes, %v; want 1 MiB then io.EOF", len(got), err)
+		}
+		s.Close()
+	}),
+	// Close before the peer finished writing stops the peer's writes.
+	across("CloseStopsThePeersWrites", all, func(t *testing.T, h *harness, at, from *core.Env) {
+		werr := make(chan error, 1)
+		h.register(at, "flood", &streamer{recv: func(c *core.Context, msg any, s *core.Stream) error {
+			go func() {
+				defer s.Close()
+				chunk := pattern(64<<10, 5)
+				for range 1 << 12 { // 256 MiB at most: far beyond any window
+					if _, err := s.Write(chunk); err != nil {
+						werr <- err
+						return
+					}
+				}
+				werr <- nil
+			}()
+			return nil
+		}})
+		s := openStream(t, h.lookup(from, at, "flood"), StreamSpec{})
+		if _, err := io.ReadFull(s, make([]byte, 100<<10)); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+		if err := recv(t, werr, "the flooding writer to stop"); !errors.Is(err, core.ErrStreamClosed) {
+			t.Fatalf("the peer's Write after Close: %v, want ErrStreamClosed", err)
+		}
+		if _, err := s.Read(make([]byte, 1)); !errors.Is(err, core.ErrStreamClosed) {
+			t.Errorf("Read after Close: %v, want ErrStreamClosed", err)
+		}
+	}),
 	across("CloseWithErrorReachesThePeer", all, func(t *testing.T, h *harness, at, from *core.Env) {
 		h.register(at, "quota", &streamer{recv: func(c *core.Context, msg any, s *core.Stream) error {
 			return errQuota // before reading: the stream is aborted with it

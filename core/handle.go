@@ -61,7 +61,7 @@ func (e *Env) handle(p *peer, env *envelope, size int, owned bool) error {
 		}
 	case kindOpen:
 		return e.acceptStream(p, env, size, owned)
-	case kindStreamData, kindStreamCredit, kindStreamEnd, kindStreamReset:
+	case kindStreamData, kindStreamCredit, kindStreamEnd, kindStreamReset, kindStreamStop:
 		return p.handleStream(env)
 	case kindReply:
 		c := p.takeCall(env.ID)

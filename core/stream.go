@@ -83,6 +83,8 @@ type streamLink interface {
 	grant(s *Stream, n int)
 	// reset aborts the stream on the peer's side with code and message.
 	reset(s *Stream, code, message string)
+	// stop tells the peer this side reads no more: its writes fail.
+	stop(s *Stream)
 	// release forgets the stream: both directions are done.
 	release(s *Stream)
 }
@@ -234,25 +236,39 @@ func (s *Stream) CloseWrite() error {
 }
 
 // Close is done with both directions: it half-closes the writing side
-// if that is still open and stops reading. If the peer has not finished
-// writing, it is told (its Write fails with ErrStreamClosed), and what it
-// sent is dropped. Close returns nil once the stream is closed, whoever
-// closed it; it returns the stream's error when the stream had failed.
+// if that is still open (what was written still reaches the peer, then
+// its io.EOF) and stops reading. If the peer has not finished writing,
+// it is told: its Write fails with ErrStreamClosed, and what it sent is
+// dropped. Close returns nil once the stream is closed, whoever closed
+// it; it returns the stream's error when the stream had failed.
 func (s *Stream) Close() error {
 	s.mu.Lock()
-	failed, peerDone := s.rerr, s.eof
+	failed, peerDone, over := s.rerr, s.eof, s.over
 	s.mu.Unlock()
 	if failed != nil && !errors.Is(failed, ErrStreamClosed) {
-		s.release(failed)
+		s.release(failed, true)
 		return failed
+	}
+	if over {
+		return nil
 	}
 	if err := s.CloseWrite(); err != nil {
 		return err
 	}
-	if !peerDone {
-		s.abort(fmt.Errorf("rpcenv: stream to %s: closed: %w", s.remote, ErrStreamClosed), codeOf(ErrStreamClosed), "the peer closed the stream")
+	if peerDone {
+		return nil // both directions ended: CloseWrite released it
 	}
-	s.release(fmt.Errorf("rpcenv: stream to %s: %w", s.remote, ErrStreamClosed))
+	// Over here, but the link keeps it until the peer answers the stop,
+	// so that what it sent meanwhile is dropped quietly.
+	s.release(fmt.Errorf("rpcenv: stream to %s: %w", s.remote, ErrStreamClosed), false)
+	s.mu.Lock()
+	ended := s.eof // the peer's end came in meanwhile: nothing to wait for
+	s.mu.Unlock()
+	if ended {
+		s.link.release(s)
+		return nil
+	}
+	s.link.stop(s)
 	return nil
 }
 
@@ -283,7 +299,7 @@ func (s *Stream) abort(local error, code, message string) {
 	}
 	s.mu.Unlock()
 	s.link.reset(s, code, message)
-	s.release(local)
+	s.release(local, true)
 }
 
 // The receiving side, called by the link.
@@ -329,13 +345,41 @@ func (s *Stream) credited(n int) {
 }
 
 // fail ends both directions with err, unless the stream ended already.
-func (s *Stream) fail(err error) { s.release(err) }
+func (s *Stream) fail(err error) { s.release(err, true) }
+
+// stopped is the peer's Close before it read everything: Write fails
+// from now on, and the peer is answered with a reset, after which it
+// forgets the stream. What the peer wrote stays readable.
+func (s *Stream) stopped() {
+	s.mu.Lock()
+	if s.over {
+		s.mu.Unlock()
+		return
+	}
+	if s.werr == nil {
+		s.werr = &RemoteError{Endpoint: s.remote, Message: "the peer closed the stream", Code: codeOf(ErrStreamClosed)}
+	}
+	if s.wwait != nil {
+		close(s.wwait)
+		s.wwait = nil
+	}
+	s.mu.Unlock()
+	s.link.reset(s, codeOf(ErrStreamClosed), "the stream is closed")
+	s.maybeOver()
+}
+
+// isOver reports whether the stream has ended on this side.
+func (s *Stream) isOver() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.over
+}
 
 // release ends the stream on this side with err: Write fails with it
 // and so does Read, unless the peer had finished writing (what it wrote
 // then stays readable, and Read ends with io.EOF); its Context ends, and
-// the link forgets it.
-func (s *Stream) release(err error) {
+// the link forgets it if forget is set.
+func (s *Stream) release(err error, forget bool) {
 	s.mu.Lock()
 	if s.over {
 		s.mu.Unlock()
@@ -358,15 +402,17 @@ func (s *Stream) release(err error) {
 	}
 	s.mu.Unlock()
 	s.cancel(err)
-	s.link.release(s)
+	if forget {
+		s.link.release(s)
+	}
 }
 
-// maybeOver releases the stream once both directions are done cleanly:
-// this side half-closed and the peer's EOF has been seen. What the peer
-// wrote before its EOF stays readable.
+// maybeOver releases the stream once both directions are done: this
+// side half-closed (or the peer stopped it) and the peer's EOF has been
+// seen. What the peer wrote before its EOF stays readable.
 func (s *Stream) maybeOver() {
 	s.mu.Lock()
-	done := s.wclosed && s.eof && !s.over
+	done := (s.wclosed || s.werr != nil) && s.eof && !s.over
 	if done {
 		s.over = true
 		if s.werr == nil {
@@ -428,5 +474,7 @@ func (l *localLink) grant(s *Stream, n int) { l.twin.credited(n) }
 func (l *localLink) reset(s *Stream, code, message string) {
 	l.twin.fail(&RemoteError{Endpoint: l.twin.remote, Message: message, Code: code})
 }
+
+func (l *localLink) stop(s *Stream) { l.twin.stopped() }
 
 func (l *localLink) release(s *Stream) {}

@@ -97,6 +97,10 @@ func (l *remoteLink) reset(s *Stream, code, message string) {
 	l.p.control(streamFrame(kindStreamReset, l.key.wireID(), nil, 0, code, message))
 }
 
+func (l *remoteLink) stop(s *Stream) {
+	l.p.control(streamFrame(kindStreamStop, l.key.wireID(), nil, 0, "", ""))
+}
+
 func (l *remoteLink) release(s *Stream) {
 	l.p.mu.Lock()
 	if l.p.streams[l.key] == s {
@@ -149,6 +153,14 @@ func (p *peer) handleStream(env *envelope) error {
 		}
 		return nil
 	}
+	if s.isOver() {
+		// Closed here and waiting for the peer's answer to its stop: its
+		// end or reset lets this side forget the stream; data is dropped.
+		if env.Kind == kindStreamEnd || env.Kind == kindStreamReset {
+			s.link.release(s)
+		}
+		return nil
+	}
 	switch env.Kind {
 	case kindStreamData:
 		d := frameReader{b: env.Body}
@@ -168,6 +180,8 @@ func (p *peer) handleStream(env *envelope) error {
 		s.ended()
 	case kindStreamReset:
 		s.fail(&RemoteError{Endpoint: s.remote, Message: env.Message, Code: env.Code})
+	case kindStreamStop:
+		s.stopped()
 	}
 	return nil
 }

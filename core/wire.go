@@ -33,6 +33,7 @@ const (
 	kindStreamCredit = 22 // stream flow control: the body is the bytes of credit added
 	kindStreamEnd    = 23 // the sender half-closed the stream
 	kindStreamReset  = 24 // the sender aborted the stream (Code, Message)
+	kindStreamStop   = 25 // the sender reads no more: the receiver's writes fail, and it answers with a reset
 )
 
 // protocolVersion is carried in Hello; envs refuse a peer of another version.
