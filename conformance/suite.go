@@ -65,4 +65,5 @@ var groups = []group{
 	{"Pressure", pressureCases},
 	{"Order", sendThenAskCases},
 	{"Streams", streamCases},
+	{"Files", fileCases},
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -122,6 +123,7 @@ type Env struct {
 	heartbeat        time.Duration // <= 0: off
 	peerTimeout      time.Duration
 	onDeadLetter     func(DeadLetter)
+	files            *FileServer
 
 	ctx    context.Context // done when Shutdown starts
 	cancel context.CancelFunc
@@ -171,6 +173,7 @@ func NewEnv(cfg Config) (*Env, error) {
 	if e.name == "" {
 		e.name = "rpcenv"
 	}
+	e.files = &FileServer{env: e, files: map[string]string{}, dirs: map[string]*os.Root{}}
 	if e.log == nil {
 		e.log = slog.Default()
 	}
@@ -785,6 +788,7 @@ func (e *Env) shutdown() {
 		<-x.done // only endpoint code still running holds this
 	}
 	e.pool.close()
+	e.files.close()
 	if len(errs) > 0 {
 		e.stopErr = fmt.Errorf("rpcenv: shutdown %s: %w", e.name, errors.Join(errs...))
 	}

@@ -48,6 +48,8 @@ var (
 	// ErrNotStreamHandler: OpenStream named an endpoint that does not
 	// implement StreamHandler.
 	ErrNotStreamHandler = errors.New("endpoint does not accept streams")
+	// ErrNotFound: Env.Open named a file that the env does not serve.
+	ErrNotFound = errors.New("file not found")
 )
 
 // Wire codes for the sentinels, so that errors.Is holds across envs.
@@ -69,6 +71,7 @@ var sentinelCodes = []struct {
 	{"inbox_full", ErrInboxFull},
 	{"stream_closed", ErrStreamClosed},
 	{"not_stream_handler", ErrNotStreamHandler},
+	{"not_found", ErrNotFound},
 }
 
 // codeOf returns the wire code of the first sentinel err wraps, or "".

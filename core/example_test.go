@@ -2,8 +2,11 @@ package core_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 
 	"github.com/rpcenv/rpcenv/core"
 	"github.com/rpcenv/rpcenv/transports/inproc"
@@ -151,4 +154,48 @@ func (refuser) Receive(c *core.Context, msg any) error { return nil }
 
 func (refuser) ReceiveStream(c *core.Context, msg any, s *core.Stream) error {
 	return fmt.Errorf("no room for %s", msg.(Upload).Name)
+}
+
+// A driver serves a file; an executor, in client mode, reads it by URI
+// as it arrives.
+func ExampleEnv_Open() {
+	dir, _ := os.MkdirTemp("", "rpcenv-example")
+	defer os.RemoveAll(dir)
+	os.WriteFile(filepath.Join(dir, "task.conf"), []byte("partitions = 8\n"), 0o644)
+
+	ns := inproc.New()
+	driver, _ := core.NewEnv(core.Config{Listen: "inproc://driver", Transports: []core.Transport{ns}})
+	defer driver.Shutdown(context.Background())
+	uri, _ := driver.Files().AddFile("conf/task.conf", filepath.Join(dir, "task.conf"))
+
+	executor, _ := core.NewEnv(core.Config{Transports: []core.Transport{ns}})
+	defer executor.Shutdown(context.Background())
+	r, err := executor.Open(context.Background(), uri)
+	if err != nil {
+		panic(err)
+	}
+	defer r.Close()
+	conf, _ := io.ReadAll(r)
+	fmt.Print(uri, ": ", string(conf))
+	// Output: inproc://driver/files/conf/task.conf: partitions = 8
+}
+
+// A directory is served whole, under a prefix; nothing outside it can be
+// reached, and a name that is not served is ErrNotFound.
+func ExampleFileServer_AddDirectory() {
+	dir, _ := os.MkdirTemp("", "rpcenv-example")
+	defer os.RemoveAll(dir)
+	os.MkdirAll(filepath.Join(dir, "lib"), 0o755)
+	os.WriteFile(filepath.Join(dir, "lib", "util.jar"), []byte("jar bytes"), 0o644)
+
+	env, _ := core.NewEnv(core.Config{Listen: "inproc://server", Transports: []core.Transport{inproc.New()}})
+	defer env.Shutdown(context.Background())
+	uri, _ := env.Files().AddDirectory("jars", dir)
+
+	r, _ := env.Open(context.Background(), uri+"/lib/util.jar")
+	jar, _ := io.ReadAll(r)
+	r.Close()
+	_, err := env.Open(context.Background(), uri+"/../../etc/passwd")
+	fmt.Println(string(jar), errors.Is(err, core.ErrNotFound))
+	// Output: jar bytes true
 }
