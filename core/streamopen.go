@@ -131,9 +131,9 @@ func (e *Env) acceptStream(p *peer, env *envelope, size int, owned bool) error {
 // error an asker gets is not).
 func (ep *endpoint) receiveStream(c *Context, msg any) {
 	s := c.stream
-	h, ok := ep.hooks.(StreamHandler)
+	h, ok := ep.impl.(StreamHandler) // as Receive is the endpoint's own
 	if !ok {
-		h, ok = ep.impl.(StreamHandler)
+		h, ok = ep.hooks.(StreamHandler)
 	}
 	if !ok {
 		err := fmt.Errorf("%w: %s (it has no ReceiveStream method)", ErrNotStreamHandler, ep.self)

@@ -10,10 +10,20 @@ import (
 	"golang.org/x/tools/go/packages"
 )
 
-// message is one method of an endpoint: a send, or an ask with a reply.
+// message is one method of an endpoint: a send, an ask with a reply, or
+// a stream's opening message.
 type message struct {
-	typ   string // the message's Go type, in the package
-	reply string // the reply's Go type; "" for a send
+	typ    string // the message's Go type, in the package
+	reply  string // the reply's Go type; "" for a send or a stream
+	stream bool   // //rpcgen:stream
+}
+
+// refMethod is the name of m's method on the typed ref.
+func (m message) refMethod() string {
+	if m.stream {
+		return "Open" + m.typ
+	}
+	return m.typ
 }
 
 // endpoint is what the directives say one endpoint receives.
@@ -60,6 +70,7 @@ func check(pkg *packages.Package) (*model, error) {
 	scope := pkg.Types.Scope()
 	byEndpoint := map[string]map[string]message{}
 	declaredAt := map[string]map[string]token.Pos{} // endpoint → message type → directive
+	refMethods := map[string]map[string]message{}   // endpoint → method of its ref → message
 	registered := map[string]bool{}
 	for _, f := range pkg.Syntax {
 		attached := map[*ast.Comment]bool{}
@@ -87,25 +98,37 @@ func check(pkg *packages.Package) (*model, error) {
 				typeOK := checkMessageType(ts, scope, e)
 				for _, c := range dirs {
 					d, ok := parseDirective(c, e)
-					if !ok || !typeOK || (d.ask && !checkReply(d.reply, pkg.Types, e)) {
+					if !ok || !typeOK || (d.kind == kindAsk && !checkReply(d.reply, pkg.Types, e)) {
 						continue
 					}
-					m := message{typ: ts.Name.Name, reply: d.reply.text}
+					m := message{typ: ts.Name.Name, reply: d.reply.text, stream: d.kind == kindStream}
 					for _, ep := range d.endpoints {
 						if declaredAt[ep.text] == nil {
 							declaredAt[ep.text] = map[string]token.Pos{}
 							byEndpoint[ep.text] = map[string]message{}
+							refMethods[ep.text] = map[string]message{}
 						}
 						if prev, dup := declaredAt[ep.text][m.typ]; dup {
 							e.add(ep.pos, "endpoint %s already receives %s (directive at line %d): each message generates one method per endpoint", ep.text, m.typ, e.fset.Position(prev).Line)
 							continue
 						}
-						if m.typ == "Ref" {
-							e.add(ep.pos, "message type Ref would generate the method %s.Ref, which collides with the accessor %s.Ref(); rename the type", namesFor(ep.text).ref, namesFor(ep.text).ref)
+						ref := namesFor(ep.text).ref
+						if m.refMethod() == "Ref" {
+							e.add(ep.pos, "message type Ref would generate the method %s.Ref, which collides with the accessor %s.Ref(); rename the type", ref, ref)
+							continue
+						}
+						if other, clash := refMethods[ep.text][m.refMethod()]; clash {
+							// Only a stream X and a send or ask OpenX can clash.
+							st, plain := m, other
+							if other.stream {
+								st, plain = other, m
+							}
+							e.add(ep.pos, "the stream message %s and the message %s would both generate the method %s.%s (directive at line %d); rename one", st.typ, plain.typ, ref, m.refMethod(), e.fset.Position(declaredAt[ep.text][other.typ]).Line)
 							continue
 						}
 						declaredAt[ep.text][m.typ] = ep.pos
 						byEndpoint[ep.text][m.typ] = m
+						refMethods[ep.text][m.refMethod()] = m
 					}
 					registered[m.typ] = true
 					if m.reply != "" {

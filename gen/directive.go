@@ -15,12 +15,21 @@ type name struct {
 	pos  token.Pos
 }
 
+// kind is what a directive makes of its message.
+type kind int
+
+const (
+	kindSend   kind = iota // //rpcgen:send
+	kindAsk                // //rpcgen:ask
+	kindStream             // //rpcgen:stream
+)
+
 // directive is one parsed //rpcgen: line.
 type directive struct {
 	pos       token.Pos // the comment's start
-	ask       bool      // //rpcgen:ask; otherwise //rpcgen:send
-	endpoints []name    // one for an ask
-	reply     name      // the reply type of an ask
+	kind      kind
+	endpoints []name // one for an ask or a stream
+	reply     name   // the reply type of an ask
 }
 
 // isDirective reports whether c is an //rpcgen: line, well formed or not.
@@ -45,16 +54,12 @@ func parseDirective(c *ast.Comment, e *errs) (d directive, ok bool) {
 			e.add(w.pos, "unexpected %q after the endpoint list (want //rpcgen:send E1[,E2...], without spaces)", w.text)
 		}
 	case "//rpcgen:ask":
-		d.ask = true
+		d.kind = kindAsk
 		if len(args) == 0 {
 			e.add(c.Slash, "//rpcgen:ask names no endpoint (want //rpcgen:ask E reply=R)")
 			return d, false
 		}
-		if strings.Contains(args[0].text, ",") {
-			e.add(args[0].pos, "//rpcgen:ask names one endpoint, not %q", args[0].text)
-		} else {
-			d.endpoints = []name{args[0]}
-		}
+		d.endpoints = oneEndpoint(verb, args[0], e)
 		for _, w := range args[1:] {
 			key, val, found := strings.Cut(w.text, "=")
 			switch {
@@ -71,8 +76,22 @@ func parseDirective(c *ast.Comment, e *errs) (d directive, ok bool) {
 		if d.reply.text == "" && len(e.list) == n {
 			e.add(c.Slash, "//rpcgen:ask %s has no reply type (want //rpcgen:ask E reply=R)", args[0].text)
 		}
+	case "//rpcgen:stream":
+		d.kind = kindStream
+		if len(args) == 0 {
+			e.add(c.Slash, "//rpcgen:stream names no endpoint (want //rpcgen:stream E)")
+			return d, false
+		}
+		d.endpoints = oneEndpoint(verb, args[0], e)
+		for _, w := range args[1:] {
+			if strings.HasPrefix(w.text, "reply=") {
+				e.add(w.pos, "//rpcgen:stream takes no reply type: the handler answers on the stream (want //rpcgen:stream E)")
+				continue
+			}
+			e.add(w.pos, "unexpected %q after the endpoint (want //rpcgen:stream E)", w.text)
+		}
 	default:
-		e.add(c.Slash, "unknown directive %q (want //rpcgen:send or //rpcgen:ask)", verb)
+		e.add(c.Slash, "unknown directive %q (want //rpcgen:send, //rpcgen:ask or //rpcgen:stream)", verb)
 		return d, false
 	}
 	for _, ep := range d.endpoints {
@@ -81,6 +100,16 @@ func parseDirective(c *ast.Comment, e *errs) (d directive, ok bool) {
 		}
 	}
 	return d, len(e.list) == n
+}
+
+// oneEndpoint returns the endpoint w names for verb, a directive that
+// takes one, or reports a list.
+func oneEndpoint(verb string, w name, e *errs) []name {
+	if strings.Contains(w.text, ",") {
+		e.add(w.pos, "%s names one endpoint, not %q", verb, w.text)
+		return nil
+	}
+	return []name{w}
 }
 
 // split returns the space-separated words of s, which starts at pos.

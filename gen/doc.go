@@ -11,11 +11,15 @@
 //
 //	//rpcgen:send E1[,E2...]
 //	//rpcgen:ask E reply=R
+//	//rpcgen:stream E
 //
 // send marks a fire-and-forget message that endpoints E1, E2... receive
 // (the list has no spaces). ask marks a request that endpoint E answers
-// with a value of type R, an exported struct type of the same package. A
-// type may carry several directive lines, for different endpoints.
+// with a value of type R, an exported struct type of the same package.
+// stream marks the opening message of a byte stream to endpoint E (see
+// core.Ref.OpenStream); it takes no reply type, as the handler answers on
+// the stream. A type may carry several directive lines, for different
+// endpoints.
 // Endpoint names are exported Go identifiers; message types are exported,
 // non-generic struct types (not aliases). For a type declared alone,
 // the directives go in the declaration's doc comment; in a grouped
@@ -23,13 +27,16 @@
 //
 // Every mistake is reported as file:line:col: message, as the Go compiler
 // does, in an [ErrorList]: an unknown directive or misspelled key, a reply
-// type that is missing, unexported or not a struct, a directive on a type
-// that is not an exported struct or on anything but a type declaration,
-// an endpoint name that is not an exported identifier, a message given
-// twice to one endpoint, a message type named Ref (the accessor's name),
-// and a generated name that the package declares already (or that two
-// endpoints would both generate, or an import name, context, fmt or core,
-// declared at package level).
+// type that is missing, unexported or not a struct, a stream directive
+// with a reply= or any other word after its endpoint, a directive on a
+// type that is not an exported struct or on anything but a type
+// declaration, an endpoint name that is not an exported identifier, a
+// message given twice to one endpoint (in any two directives, stream
+// included), a send or ask message type named Ref (the accessor's name), a
+// stream message X and a send or ask message OpenX of one endpoint (both
+// would generate the ref method OpenX), and a generated name that the
+// package declares already (or that two endpoints would both generate, or
+// an import name, context, fmt or core, declared at package level).
 //
 // # Output
 //
@@ -43,12 +50,15 @@
 // is an error. For each endpoint E it holds:
 //
 //   - type ERef, a *core.Ref with one method per message: M(msg M) error
-//     for a send, M(ctx, msg M) (R, error) for an ask; NewERef(r) to wrap
-//     a ref, Ref() to unwrap it.
+//     for a send, M(ctx, msg M) (R, error) for an ask, OpenM(ctx, msg M)
+//     (*core.Stream, error) for a stream; NewERef(r) to wrap a ref, Ref()
+//     to unwrap it.
 //   - LookupE(ctx, env, uri) (ERef, error), core.Env.Lookup typed.
 //   - type EHandler interface, one method per message: M(c *core.Context,
 //     msg M) error for a send, M(c *core.Context, msg M) (R, error) for an
-//     ask, whose result answers the asker.
+//     ask, whose result answers the asker, and M(c *core.Context, msg M,
+//     s *core.Stream) error for a stream, called with the stream accepted
+//     already; s stays usable after M returns, and M's error aborts it.
 //   - NewEEndpoint(h EHandler) core.Endpoint, which dispatches by a type
 //     switch, answers a message E does not handle with the error
 //     "rpcenv: endpoint E does not handle T", answers a send message that
@@ -56,6 +66,14 @@
 //     error), so that no asker waits for nothing, and implements
 //     core.Delegator, so the env finds OnStart, OnStop, OnError and the
 //     NetworkObserver methods on h when h has them.
+//   - when E receives streams, and only then, the endpoint implements
+//     core.StreamHandler too: its ReceiveStream dispatches by a type
+//     switch and aborts a stream opened with a message E does not stream
+//     with the error "rpcenv: endpoint E does not handle streams opened
+//     with T"; Receive answers a stream message that arrives as a send or
+//     an ask with "rpcenv: endpoint E receives T only as a stream's
+//     opening message (see core.Ref.OpenStream)". The env calls the
+//     endpoint's own ReceiveStream, as it calls its own Receive.
 //
 // The file also holds const _ = core.SupportPackageIsVersion1, so that it
 // fails to compile against a core too old for it, and an init function

@@ -42,6 +42,17 @@ func emit(m *model) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
+// streams returns the types of ep's stream messages, for a case clause.
+func (ep endpoint) streams() []jen.Code {
+	var types []jen.Code
+	for _, m := range ep.msgs {
+		if m.stream {
+			types = append(types, jen.Id(m.typ))
+		}
+	}
+	return types
+}
+
 // emitRef emits the typed ref of ep and LookupE.
 func emitRef(f *jen.File, ep endpoint) {
 	n := namesFor(ep.name)
@@ -62,6 +73,15 @@ func emitRef(f *jen.File, ep endpoint) {
 	f.Func().Add(recv()).Id("Ref").Params().Add(ref()).Block(jen.Return(jen.Id("r").Dot("ref")))
 
 	for _, m := range ep.msgs {
+		if m.stream {
+			f.Commentf("%s opens a byte stream to the endpoint with msg as its opening", m.refMethod())
+			f.Comment("message and returns once the endpoint has accepted it (see")
+			f.Comment("core.Ref.OpenStream).")
+			f.Func().Add(recv()).Id(m.refMethod()).Params(jen.Id("ctx").Qual("context", "Context"), jen.Id("msg").Id(m.typ)).Params(jen.Op("*").Qual(corePath, "Stream"), jen.Error()).Block(
+				jen.Return(jen.Id("r").Dot("ref").Dot("OpenStream").Call(jen.Id("ctx"), jen.Id("msg"))),
+			)
+			continue
+		}
 		if m.reply == "" {
 			f.Commentf("%s sends msg to the endpoint, fire-and-forget (see core.Ref.Send).", m.typ)
 			f.Func().Add(recv()).Id(m.typ).Params(jen.Id("msg").Id(m.typ)).Error().Block(
@@ -94,13 +114,24 @@ func emitEndpoint(f *jen.File, ep endpoint) {
 	f.Comment("arrives as an ask is answered with nil once handled). Implement")
 	f.Comment("core.Starter, core.Stopper, core.ErrorHandler or core.NetworkObserver")
 	f.Commentf("too and %s passes them through.", n.newEndpoint)
+	if len(ep.streams()) > 0 {
+		f.Comment("")
+		f.Comment("A stream's method gets the stream, accepted already, in the")
+		f.Comment("endpoint's order; the stream stays usable after the method returns,")
+		f.Comment("until it is closed, and an error the method returns aborts it (see")
+		f.Comment("core.StreamHandler).")
+	}
 	f.Type().Id(n.handler).InterfaceFunc(func(g *jen.Group) {
 		for _, m := range ep.msgs {
+			params := []jen.Code{ctx(), jen.Id("msg").Id(m.typ)}
 			results := jen.Error()
-			if m.reply != "" {
+			switch {
+			case m.stream:
+				params = append(params, jen.Id("s").Op("*").Qual(corePath, "Stream"))
+			case m.reply != "":
 				results = jen.Params(jen.Id(m.reply), jen.Error())
 			}
-			g.Id(m.typ).Params(ctx(), jen.Id("msg").Id(m.typ)).Add(results)
+			g.Id(m.typ).Params(params...).Add(results)
 		}
 	})
 
@@ -116,6 +147,9 @@ func emitEndpoint(f *jen.File, ep endpoint) {
 	f.Func().Add(recv()).Id("Receive").Params(ctx(), jen.Id("msg").Any()).Error().Block(
 		jen.Switch(jen.Id("msg").Op(":=").Id("msg").Assert(jen.Type())).BlockFunc(func(g *jen.Group) {
 			for _, m := range ep.msgs {
+				if m.stream {
+					continue // its case is below: it arrives at ReceiveStream
+				}
 				call := jen.Id("e").Dot("h").Dot(m.typ).Call(jen.Id("c"), jen.Id("msg"))
 				if m.reply == "" {
 					// A send message that arrives as an ask is answered
@@ -132,9 +166,31 @@ func emitEndpoint(f *jen.File, ep endpoint) {
 					jen.Return(jen.Id("c").Dot("Reply").Call(jen.Id("r"))),
 				)
 			}
+			if streams := ep.streams(); len(streams) > 0 {
+				// Not "does not handle": the handler has a method for it.
+				g.Case(streams...).Block(jen.Return(jen.Qual("fmt", "Errorf").Call(jen.Lit("rpcenv: endpoint "+ep.name+" receives %T only as a stream's opening message (see core.Ref.OpenStream)"), jen.Id("msg"))))
+			}
 			g.Default().Block(jen.Return(jen.Qual("fmt", "Errorf").Call(jen.Lit("rpcenv: endpoint "+ep.name+" does not handle %T"), jen.Id("msg"))))
 		}),
 	)
+
+	if len(ep.streams()) > 0 {
+		f.Comment("ReceiveStream implements core.StreamHandler: it calls h's method for")
+		f.Comment("the opening message's type and aborts a stream opened with any other")
+		f.Commentf("message with an error naming %s.", ep.name)
+		f.Func().Add(recv()).Id("ReceiveStream").Params(ctx(), jen.Id("msg").Any(), jen.Id("s").Op("*").Qual(corePath, "Stream")).Error().Block(
+			jen.Switch(jen.Id("msg").Op(":=").Id("msg").Assert(jen.Type())).BlockFunc(func(g *jen.Group) {
+				for _, m := range ep.msgs {
+					if m.stream {
+						g.Case(jen.Id(m.typ)).Block(
+							jen.Return(jen.Id("e").Dot("h").Dot(m.typ).Call(jen.Id("c"), jen.Id("msg"), jen.Id("s"))),
+						)
+					}
+				}
+				g.Default().Block(jen.Return(jen.Qual("fmt", "Errorf").Call(jen.Lit("rpcenv: endpoint "+ep.name+" does not handle streams opened with %T"), jen.Id("msg"))))
+			}),
+		)
+	}
 
 	f.Comment("Delegate implements core.Delegator, so that the env finds the")
 	f.Comment("handler's lifecycle and network callbacks.")

@@ -9,7 +9,7 @@ import (
 // FuzzParseDirective checks that no directive text makes the parser
 // panic, and that what it accepts is well formed.
 func FuzzParseDirective(f *testing.F) {
-	for _, s := range []string{"send Driver", "send A,B", "ask Driver reply=R", "ask D reply=", "sned X", "send ,", "ask A,B reply=R reply=S", "send \u00e9"} {
+	for _, s := range []string{"send Driver", "send A,B", "ask Driver reply=R", "ask D reply=", "sned X", "send ,", "ask A,B reply=R reply=S", "send \u00e9", "stream Driver", "stream A,B", "stream D reply=R", "stream D x", "stream", "streams X"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -21,7 +21,7 @@ func FuzzParseDirective(f *testing.F) {
 		if !ok {
 			return
 		}
-		if len(d.endpoints) == 0 || (d.ask && (len(d.endpoints) != 1 || d.reply.text == "")) {
+		if len(d.endpoints) == 0 || (d.kind != kindSend && len(d.endpoints) != 1) || (d.kind == kindAsk) != (d.reply.text != "") {
 			t.Fatalf("accepted %q as %+v", s, d)
 		}
 		for _, ep := range d.endpoints {

@@ -58,7 +58,7 @@ func Generate(opts Options) (file string, src []byte, err error) {
 		return "", nil, err
 	}
 	if len(m.endpoints) == 0 {
-		return "", nil, ErrorList{{Pos: token.Position{Filename: dir}, Msg: fmt.Sprintf("package %s has no //rpcgen:send or //rpcgen:ask directives", pkg.Name)}}
+		return "", nil, ErrorList{{Pos: token.Position{Filename: dir}, Msg: fmt.Sprintf("package %s has no //rpcgen:send, //rpcgen:ask or //rpcgen:stream directives", pkg.Name)}}
 	}
 	src, err = emit(m)
 	if err != nil {

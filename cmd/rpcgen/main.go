@@ -1,7 +1,7 @@
 // Command rpcgen generates typed endpoint refs and handlers for the Go
-// message structs of a package annotated with //rpcgen:send and
-// //rpcgen:ask directives (see package gen for the grammar and the
-// output).
+// message structs of a package annotated with //rpcgen:send,
+// //rpcgen:ask and //rpcgen:stream directives (see package gen for the
+// grammar and the output).
 //
 // Usage:
 //

@@ -19,6 +19,7 @@ func init() {
 	core.RegisterMessage[RegisterExecutor]("sched.RegisterExecutor")
 	core.RegisterMessage[RegisteredExecutor]("sched.RegisteredExecutor")
 	core.RegisterMessage[ReviveOffers]("sched.ReviveOffers")
+	core.RegisterMessage[TaskResult]("sched.TaskResult")
 }
 
 // DriverRef is a ref with one method per Driver message. It is safe for
@@ -49,6 +50,13 @@ func (r DriverRef) ReviveOffers(msg ReviveOffers) error {
 	return r.ref.Send(msg)
 }
 
+// OpenTaskResult opens a byte stream to the endpoint with msg as its opening
+// message and returns once the endpoint has accepted it (see
+// core.Ref.OpenStream).
+func (r DriverRef) OpenTaskResult(ctx context.Context, msg TaskResult) (*core.Stream, error) {
+	return r.ref.OpenStream(ctx, msg)
+}
+
 // LookupDriver looks up the endpoint at uri (see core.Env.Lookup) and types it.
 func LookupDriver(ctx context.Context, env *core.Env, uri string) (DriverRef, error) {
 	r, err := env.Lookup(ctx, uri)
@@ -63,9 +71,15 @@ func LookupDriver(ctx context.Context, env *core.Env, uri string) (DriverRef, er
 // arrives as an ask is answered with nil once handled). Implement
 // core.Starter, core.Stopper, core.ErrorHandler or core.NetworkObserver
 // too and NewDriverEndpoint passes them through.
+//
+// A stream's method gets the stream, accepted already, in the
+// endpoint's order; the stream stays usable after the method returns,
+// until it is closed, and an error the method returns aborts it (see
+// core.StreamHandler).
 type DriverHandler interface {
 	RegisterExecutor(c *core.Context, msg RegisterExecutor) (RegisteredExecutor, error)
 	ReviveOffers(c *core.Context, msg ReviveOffers) error
+	TaskResult(c *core.Context, msg TaskResult, s *core.Stream) error
 }
 
 // NewDriverEndpoint returns an endpoint that calls h's method for the
@@ -91,8 +105,22 @@ func (e driverEndpoint) Receive(c *core.Context, msg any) error {
 			return err
 		}
 		return c.Reply(nil)
+	case TaskResult:
+		return fmt.Errorf("rpcenv: endpoint Driver receives %T only as a stream's opening message (see core.Ref.OpenStream)", msg)
 	default:
 		return fmt.Errorf("rpcenv: endpoint Driver does not handle %T", msg)
+	}
+}
+
+// ReceiveStream implements core.StreamHandler: it calls h's method for
+// the opening message's type and aborts a stream opened with any other
+// message with an error naming Driver.
+func (e driverEndpoint) ReceiveStream(c *core.Context, msg any, s *core.Stream) error {
+	switch msg := msg.(type) {
+	case TaskResult:
+		return e.h.TaskResult(c, msg, s)
+	default:
+		return fmt.Errorf("rpcenv: endpoint Driver does not handle streams opened with %T", msg)
 	}
 }
 

@@ -1,8 +1,9 @@
 // Package sched is the messages of a toy cluster scheduler, annotated for
-// rpcgen: a Driver endpoint that executors register with, and Executor
-// endpoints that the driver launches tasks on. rpcgen_gen.go, generated
-// from the directives below, holds the typed refs (DriverRef,
-// ExecutorRef), the handler interfaces and the endpoint constructors.
+// rpcgen: a Driver endpoint that executors register with and stream task
+// results to, and Executor endpoints that the driver launches tasks on.
+// rpcgen_gen.go, generated from the directives below, holds the typed refs
+// (DriverRef, ExecutorRef), the handler interfaces and the endpoint
+// constructors.
 package sched
 
 import "github.com/rpcenv/rpcenv/core"
@@ -33,3 +34,9 @@ type LaunchTask struct {
 	TaskID  int64
 	Payload []byte
 }
+
+// TaskResult opens a stream that carries a finished task's result, too
+// large for a message, to the driver; the driver answers on the stream.
+//
+//rpcgen:stream Driver
+type TaskResult struct{ TaskID int64 }

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"testing"
 	"time"
 
@@ -39,6 +41,26 @@ func (d *driver) RegisterExecutor(c *core.Context, msg sched.RegisterExecutor) (
 
 func (d *driver) ReviveOffers(c *core.Context, msg sched.ReviveOffers) error {
 	d.revived <- struct{}{}
+	return nil
+}
+
+// TaskResult reads the result in a goroutine of its own, which ends with
+// the stream (the stream outlives the method), and answers with its size
+// once the executor half-closes. It refuses a negative task id: the error
+// aborts the stream.
+func (d *driver) TaskResult(c *core.Context, msg sched.TaskResult, s *core.Stream) error {
+	if msg.TaskID < 0 {
+		return fmt.Errorf("no task %d", msg.TaskID)
+	}
+	go func() {
+		defer s.Close()
+		n, err := io.Copy(io.Discard, s)
+		if err != nil {
+			s.CloseWithError(err)
+			return
+		}
+		fmt.Fprintf(s, "task %d: %d bytes", msg.TaskID, n)
+	}()
 	return nil
 }
 
@@ -142,6 +164,106 @@ func TestGeneratedCodeEndToEnd(t *testing.T) {
 	})
 }
 
+// TestGeneratedStreamEndToEnd opens streams to a driver in another env
+// over inproc through the generated DriverRef.OpenTaskResult: bytes
+// written reach the handler's method and its answer comes back; the
+// method's error, a stream opened with a message the driver does not
+// stream, and a stream message sent as an ask all fail with errors naming
+// the cause; an endpoint without stream directives accepts no streams.
+func TestGeneratedStreamEndToEnd(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ns := inproc.New()
+
+	driverEnv, err := core.NewEnv(core.Config{Name: "driver", Listen: "inproc://driver", Transports: []core.Transport{ns}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer driverEnv.Shutdown(context.Background())
+	d := &driver{started: make(chan *core.Ref, 1), revived: make(chan struct{}, 1)}
+	if _, err := driverEnv.Register("driver", sched.NewDriverEndpoint(d)); err != nil {
+		t.Fatal(err)
+	}
+	execEnv, err := core.NewEnv(core.Config{Name: "executor", Transports: []core.Transport{ns}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer execEnv.Shutdown(context.Background())
+	execRef, err := execEnv.Register("executor-1", sched.NewExecutorEndpoint(&executor{tasks: make(chan sched.LaunchTask, 1)}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	drv, err := sched.LookupDriver(ctx, execEnv, "inproc://driver/driver")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("bytes written reach the handler and its answer comes back", func(t *testing.T) {
+		s, err := drv.OpenTaskResult(ctx, sched.TaskResult{TaskID: 7})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		// A stuck stream fails the test instead of hanging it.
+		defer context.AfterFunc(ctx, func() { s.CloseWithError(ctx.Err()) })()
+		result := bytes.Repeat([]byte("r"), 1<<20) // four times the stream's window
+		if _, err := s.Write(result); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.CloseWrite(); err != nil {
+			t.Fatal(err)
+		}
+		answer, err := io.ReadAll(s)
+		if want := fmt.Sprintf("task 7: %d bytes", len(result)); err != nil || string(answer) != want {
+			t.Errorf("answer %q, %v; want %q, nil", answer, err, want)
+		}
+	})
+	t.Run("the handler's error aborts the stream", func(t *testing.T) {
+		s, err := drv.OpenTaskResult(ctx, sched.TaskResult{TaskID: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		defer context.AfterFunc(ctx, func() { s.CloseWithError(ctx.Err()) })()
+		_, err = s.Read(make([]byte, 1))
+		var re *core.RemoteError
+		if !errors.As(err, &re) || re.Message != "no task -1" {
+			t.Errorf("read: %v, want a *core.RemoteError with the message %q", err, "no task -1")
+		}
+	})
+	t.Run("a stream opened with a message the driver does not stream is aborted", func(t *testing.T) {
+		s, err := drv.Ref().OpenStream(ctx, sched.LaunchTask{TaskID: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		defer context.AfterFunc(ctx, func() { s.CloseWithError(ctx.Err()) })()
+		_, err = s.Read(make([]byte, 1))
+		var re *core.RemoteError
+		want := "rpcenv: endpoint Driver does not handle streams opened with sched.LaunchTask"
+		if !errors.As(err, &re) || re.Message != want {
+			t.Errorf("read: %v, want a *core.RemoteError with the message %q", err, want)
+		}
+	})
+	t.Run("a stream message asked is answered with an error", func(t *testing.T) {
+		_, err := drv.Ref().Ask(ctx, sched.TaskResult{TaskID: 1})
+		var re *core.RemoteError
+		want := "rpcenv: endpoint Driver receives sched.TaskResult only as a stream's opening message (see core.Ref.OpenStream)"
+		if !errors.As(err, &re) || re.Message != want {
+			t.Errorf("ask: %v, want a *core.RemoteError with the message %q", err, want)
+		}
+	})
+	t.Run("an endpoint without stream directives accepts no streams", func(t *testing.T) {
+		s, err := execRef.OpenStream(ctx, sched.TaskResult{TaskID: 1})
+		if !errors.Is(err, core.ErrNotStreamHandler) {
+			t.Errorf("open a stream to the executor: %v, want core.ErrNotStreamHandler", err)
+		}
+		if s != nil {
+			s.Close()
+		}
+	})
+}
+
 // TestZeroRefFailsInsteadOfPanicking checks that a typed ref that wraps
 // no ref returns errors.
 func TestZeroRefFailsInsteadOfPanicking(t *testing.T) {
@@ -151,5 +273,8 @@ func TestZeroRefFailsInsteadOfPanicking(t *testing.T) {
 	}
 	if _, err := drv.RegisterExecutor(context.Background(), sched.RegisterExecutor{}); err == nil {
 		t.Error("ask through the zero DriverRef succeeded")
+	}
+	if _, err := drv.OpenTaskResult(context.Background(), sched.TaskResult{}); err == nil {
+		t.Error("open a stream through the zero DriverRef succeeded")
 	}
 }

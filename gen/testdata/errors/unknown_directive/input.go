@@ -5,3 +5,6 @@ type Ping struct{}
 
 //rpcgen:asks Driver
 type Pong struct{}
+
+//rpcgen:streams Driver
+type Pang struct{}
