@@ -139,6 +139,15 @@ var streamCases = concat(
 			exchange(t, openStream(t, ref, spec), pattern(size, byte(100+i)), spec)
 		}
 	}),
+	// MaxMessageSize bounds messages, not streams: a stream's frames,
+	// 64 KiB of bytes each, cross envs whose limit is smaller.
+	[]testCase{{"ASmallMaxMessageSizeDoesNotLimitStreams", func(t *testing.T, h *harness) {
+		small := func(c *core.Config) { c.MaxMessageSize = 16 << 10 }
+		at, from := h.server("at", small), h.client("from", small)
+		h.register(at, "digest", digester())
+		spec := StreamSpec{Send: 1 << 20, Seed: 9}
+		exchange(t, openStream(t, h.lookup(from, at, "digest"), spec), pattern(1<<20, 4), spec)
+	}}},
 	across("HalfCloseEachWay", all, func(t *testing.T, h *harness, at, from *core.Env) {
 		// The handler reads to EOF first, then answers: a half-close
 		// must end the opener's side only.

@@ -174,7 +174,7 @@ func (e *Env) serve(p *peer) {
 				continue // more pieces to come
 			}
 		}
-		if len(frame) > e.maxMsg {
+		if len(frame) > e.maxMsg && !isStreamFrame(frame) { // stream frames carry bytes, not a message
 			e.log.Warn("rpcenv: peer sent a message over the limit; closing the connection", "peer", p.label(), "size", len(frame), "limit", e.maxMsg)
 			e.protocolError(p, fmt.Errorf("a message of %d bytes: %w (Config.MaxMessageSize is %d)", len(frame), ErrMessageTooLarge, e.maxMsg))
 			return

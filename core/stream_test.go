@@ -136,3 +136,15 @@ func TestATooLargeMessagePointsToStreams(t *testing.T) {
 		t.Fatalf("Send of 2 KiB with a 1 KiB limit: %v; want ErrMessageTooLarge naming Ref.OpenStream", err)
 	}
 }
+
+// Stream frames carry up to 64 KiB of bytes, more than a small
+// MaxMessageSize: the limit is for messages, and must not refuse them.
+func TestStreamsCrossWithAMaxMessageSizeBelowAFrame(t *testing.T) {
+	frame := streamFrame(kindStreamData, 3, make([]byte, streamPiece), 0, "", "")
+	if !isStreamFrame(frame) || len(frame) <= 64<<10 {
+		t.Fatalf("a full data frame: %d bytes, isStreamFrame %v", len(frame), isStreamFrame(frame))
+	}
+	if isStreamFrame(streamFrame(kindStreamData, 3, nil, 0, "", "")[:1]) {
+		t.Fatal("a 1-byte slice is no stream frame")
+	}
+}

@@ -39,6 +39,13 @@ func keyOf(wireID uint64) streamKey {
 // 4, apart from endpoint lanes (odd) and reply lanes (multiples of 4).
 func streamLane(id uint64) uint64 { return id<<2 | 2 }
 
+// isStreamFrame reports whether frame is a stream frame other than an
+// Open: bytes of a stream, not a message, so MaxMessageSize does not
+// apply to it (the frame limit does).
+func isStreamFrame(frame []byte) bool {
+	return len(frame) > 1 && frame[1] >= kindStreamData && frame[1] <= kindStreamStop
+}
+
 // streamFrame encodes a stream frame: data is the body of a data frame
 // (a byte string), credit that of a credit frame; others have none.
 func streamFrame(kind uint8, id uint64, data []byte, credit uint64, code, message string) []byte {

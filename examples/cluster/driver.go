@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -39,6 +40,10 @@ type driver struct {
 	rejoined      []string // lost executors that registered again
 	registerCount int
 
+	ship     shipment        // the task code executors fetch
+	listWant []uint64        // the primes below the limit, by the driver's own sieve (list task)
+	listDone chan listReport // the list task's outcome, once
+
 	finished atomic.Int64  // tasks counted, for the progress reporter
 	allDone  chan struct{} // closed by the handler that counts the last task
 	elapsed  time.Duration // set before allDone is closed
@@ -65,6 +70,7 @@ func newDriver(j job, minExecutors int, events io.Writer) *driver {
 		perExec:      map[string]int{},
 		relaunched:   map[int64]bool{},
 		relaunchedOn: map[string]int{},
+		listDone:     make(chan listReport, 1),
 		allDone:      make(chan struct{}),
 	}
 	for id := range j.Tasks {
@@ -111,7 +117,54 @@ func (d *driver) RegisterExecutor(c *core.Context, m msg.RegisterExecutor) (msg.
 		d.started = time.Now()
 	}
 	d.schedule()
-	return msg.Registered{Accepted: true}, nil
+	return msg.Registered{Accepted: true, File: d.ship.uri, FileSHA256: d.ship.sum}, nil
+}
+
+// ListPrimes receives the list task's primes through a stream, checks
+// them against the driver's own sieve, and answers with one byte: 1 when
+// the list is right.
+func (d *driver) ListPrimes(c *core.Context, m msg.ListPrimes, s *core.Stream) error {
+	d.mu.Lock()
+	want := d.listWant
+	d.mu.Unlock()
+	go func() { // the stream outlives the handler; it ends with the list
+		defer s.Close()
+		rep := readList(m, s, want)
+		verdict := []byte{0}
+		if rep.ok {
+			verdict[0] = 1
+		}
+		s.Write(verdict)
+		select {
+		case d.listDone <- rep:
+		default: // a second list (a re-launch): the first counts
+		}
+	}()
+	return nil
+}
+
+// listTask has one executor list every prime below the limit: a result
+// larger than a message may be, which comes back through a stream. It
+// waits for the list, or ctx.
+func (d *driver) listTask(ctx context.Context) listReport {
+	limit := d.job.limit()
+	want := primesBelow(limit)
+	d.mu.Lock()
+	d.listWant = want
+	xs := d.sortedExecs()
+	d.mu.Unlock()
+	if len(xs) == 0 {
+		return listReport{err: errors.New("no executor left to run it")}
+	}
+	if err := xs[0].ref.LaunchTask(msg.LaunchTask{TaskID: -1, To: limit, List: true}); err != nil {
+		return listReport{executor: xs[0].id, err: err}
+	}
+	select {
+	case rep := <-d.listDone:
+		return rep
+	case <-ctx.Done():
+		return listReport{executor: xs[0].id, err: ctx.Err()}
+	}
 }
 
 // StatusUpdate counts the task's result unless it was counted already,
@@ -314,7 +367,11 @@ func (d *driver) summary(stats []msg.ExecutorStats) summary {
 		for _, ns := range st.AskLatencies {
 			s.latencies = append(s.latencies, time.Duration(ns))
 		}
+		if st.FetchBytes > 0 {
+			s.fetches = append(s.fetches, fetchStat{time.Duration(st.FetchNanos), st.FetchBytes})
+		}
 	}
+	s.shipSize = d.ship.size
 	return s
 }
 

@@ -37,6 +37,9 @@ type executor struct {
 	heartbeat time.Duration // for RegisterExecutor
 	rejoin    chan struct{} // capacity 1: the driver said to register again
 	rejoins   atomic.Int64  // times registered again
+	ready     chan struct{} // closed once the task code is fetched: tasks wait for it
+	fetchTime time.Duration // on mu
+	fetchSize int64         // on mu
 
 	stopOnce   sync.Once
 	stopped    chan struct{} // closed by StopExecutor
@@ -44,8 +47,21 @@ type executor struct {
 	lostDriver chan struct{} // closed by OnDisconnected
 }
 
-// LaunchTask runs the task and asks StatusUpdate with its result.
+// LaunchTask runs the task and asks StatusUpdate with its result; a list
+// task streams its primes to the driver instead. Tasks wait for the task
+// code to be fetched, as a Spark executor's wait for their jars.
 func (x *executor) LaunchTask(c *core.Context, m msg.LaunchTask) error {
+	select {
+	case <-x.ready:
+	case <-c.Context().Done():
+		return nil
+	}
+	if m.List {
+		if err := sendList(c.Context(), x.driver, x.id, m.TaskID, primesBelow(m.To)); err != nil {
+			return fmt.Errorf("executor %s: list task: %w", x.id, err)
+		}
+		return nil
+	}
 	if x.holdAfter > 0 && x.completed.Load() >= int64(x.holdAfter) {
 		// Keep the task and never answer: a test kills the process now
 		// (SIGKILL), and the driver must re-launch the task elsewhere.
@@ -95,17 +111,17 @@ func (x *executor) askRejoin() {
 }
 
 // register asks RegisterExecutor with the executor's own ref.
-func (x *executor) register(ctx context.Context) error {
+func (x *executor) register(ctx context.Context) (msg.Registered, error) {
 	start := time.Now()
 	reply, err := x.driver.RegisterExecutor(ctx, msg.RegisterExecutor{ExecutorID: x.id, Executor: x.self, Cores: x.cores, Heartbeat: x.heartbeat})
 	x.record(time.Since(start))
 	if err != nil {
-		return fmt.Errorf("register with the driver at %s: %w", x.driver.Ref(), err)
+		return reply, fmt.Errorf("register with the driver at %s: %w", x.driver.Ref(), err)
 	}
 	if !reply.Accepted {
-		return fmt.Errorf("the driver at %s refused executor %s: %s", x.driver.Ref(), x.id, reply.Reason)
+		return reply, fmt.Errorf("the driver at %s refused executor %s: %s", x.driver.Ref(), x.id, reply.Reason)
 	}
-	return nil
+	return reply, nil
 }
 
 // StopExecutor waits for the tasks still reporting (the driver asks it
@@ -117,7 +133,8 @@ func (x *executor) StopExecutor(c *core.Context, m msg.StopExecutor) (msg.Execut
 	for x.busy > 0 {
 		x.idle.Wait()
 	}
-	st := msg.ExecutorStats{Tasks: int(x.completed.Load()), AskLatencies: append([]int64(nil), x.latencies...)}
+	st := msg.ExecutorStats{Tasks: int(x.completed.Load()), AskLatencies: append([]int64(nil), x.latencies...),
+		FetchNanos: int64(x.fetchTime), FetchBytes: x.fetchSize}
 	x.mu.Unlock()
 	x.stopOnce.Do(func() { close(x.stopped) })
 	return st, nil
@@ -150,6 +167,7 @@ type execOptions struct {
 	holdAfter     int
 	exit          func(int)
 	afterTask     func(completed int64) // tests only
+	fetchTimeout  time.Duration         // bounds opening the task code; 0 means a minute
 }
 
 // runningExecutor is an executor registered with its driver, with its
@@ -187,7 +205,7 @@ func checkDriverURI(uri string, schemes []string) error {
 // driver, registers with it and starts heartbeating.
 func startExecutor(ctx context.Context, env *core.Env, o execOptions) (*runningExecutor, error) {
 	x := &executor{id: o.id, killAfter: o.killAfter, holdAfter: o.holdAfter, exit: o.exit, afterTask: o.afterTask, cores: o.cores, heartbeat: o.heartbeat,
-		rejoin: make(chan struct{}, 1), stopped: make(chan struct{}), lostDriver: make(chan struct{})}
+		rejoin: make(chan struct{}, 1), ready: make(chan struct{}), stopped: make(chan struct{}), lostDriver: make(chan struct{})}
 	x.idle = sync.NewCond(&x.mu)
 	var err error
 	x.self, err = env.Register("executor", msg.NewExecutorEndpoint(x), core.WithConcurrency(o.cores))
@@ -203,12 +221,32 @@ func startExecutor(ctx context.Context, env *core.Env, o execOptions) (*runningE
 		}
 		return nil, fmt.Errorf("cannot reach the driver at %s: %w", o.driverURI, err)
 	}
-	if err := x.register(lctx); err != nil {
+	reply, err := x.register(lctx)
+	if err != nil {
 		return nil, err
 	}
+	// Heartbeats start before the fetch, which may take longer than the
+	// driver's expiry.
 	hctx, hcancel := context.WithCancel(ctx)
 	r := &runningExecutor{executor: x, cancel: hcancel}
 	r.wg.Go(func() { x.heartbeatLoop(hctx, o.heartbeat) })
+	if reply.File != "" {
+		timeout := o.fetchTimeout
+		if timeout <= 0 {
+			timeout = time.Minute
+		}
+		fctx, cancel := context.WithTimeout(ctx, timeout)
+		took, size, err := fetch(fctx, env, reply.File, reply.FileSHA256)
+		cancel()
+		x.mu.Lock()
+		x.fetchTime, x.fetchSize = took, size
+		x.mu.Unlock()
+		if err != nil {
+			r.close()
+			return nil, fmt.Errorf("executor %s: fetch the task code: %w", o.id, err)
+		}
+	}
+	close(x.ready)
 	return r, nil
 }
 
@@ -244,7 +282,7 @@ func (x *executor) heartbeatLoop(ctx context.Context, interval time.Duration) {
 func (x *executor) reregister(ctx context.Context, interval time.Duration) {
 	rctx, cancel := context.WithTimeout(ctx, 3*interval)
 	defer cancel()
-	if err := x.register(rctx); err != nil {
+	if _, err := x.register(rctx); err != nil {
 		fmt.Fprintf(os.Stderr, "executor %s: the driver expired it; registering again failed: %v\n", x.id, err)
 		return
 	}

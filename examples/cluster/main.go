@@ -35,6 +35,7 @@ func main() {
 	fs.Uint64Var(&cfg.RangeSize, "range", 2000, "numbers per task")
 	fs.DurationVar(&cfg.Heartbeat, "heartbeat", time.Second, "executor heartbeat interval; the driver expires an executor silent for 3 intervals")
 	fs.DurationVar(&cfg.PeerTimeout, "peer-timeout", 0, "how long a silent connection lives before it is declared dead (default 5 heartbeat intervals)")
+	fs.Int64Var(&cfg.ShipSize, "ship-size", 64<<20, "one-process run: bytes of stand-in task code the driver ships to every executor (a -role driver ships its own executable)")
 	fs.DurationVar(&cfg.LookupTimeout, "lookup-timeout", 10*time.Second, "executor: how long to try to reach the driver")
 	fs.IntVar(&cfg.KillAfter, "kill-after", 0, "executor: after this many tasks, exit abruptly (code 3) on receiving the next one")
 	fs.IntVar(&cfg.HoldAfter, "hold-after", 0, "executor: after this many tasks, hold the next one without running it and say so on stderr (to be killed)")

@@ -37,7 +37,7 @@ func TestMain(m *testing.M) {
 // 100,000: 9,592). The heartbeat is long enough that a loaded machine
 // does not expire a healthy executor.
 func testConfig() config {
-	return config{Executors: 4, Cores: 2, Tasks: 200, RangeSize: 500, Heartbeat: time.Second,
+	return config{Executors: 4, Cores: 2, Tasks: 200, RangeSize: 500, Heartbeat: time.Second, ShipSize: 256 << 10,
 		LookupTimeout: 10 * time.Second, exit: func(int) { panic("exit called") }}
 }
 

@@ -25,11 +25,20 @@ type summary struct {
 	rejoined     []string // lost executors that registered again
 	registered   int
 	latencies    []time.Duration // executors' asks to the driver
+	shipSize     int64           // the task code's size
+	fetches      []fetchStat     // each executor's fetch of it
+	list         listReport      // the list task
 	total        uint64
 	expected     uint64
 }
 
-func (s summary) ok() bool { return s.total == s.expected }
+// fetchStat is one executor's fetch of the task code.
+type fetchStat struct {
+	took  time.Duration
+	bytes int64
+}
+
+func (s summary) ok() bool { return s.total == s.expected && s.list.ok }
 
 func (s summary) write(w io.Writer) {
 	fmt.Fprintf(w, "job: %d tasks over %s, counting the primes below %d in ranges of %d\n", s.tasks, s.transport, s.limit, s.rangeSize)
@@ -51,11 +60,38 @@ func (s summary) write(w io.Writer) {
 	} else {
 		fmt.Fprintln(w, "ask latency: no samples (no executor answered StopExecutor)")
 	}
+	if len(s.fetches) > 0 {
+		took := make([]time.Duration, len(s.fetches))
+		var bytes int64
+		var total time.Duration
+		for i, f := range s.fetches {
+			took[i], bytes, total = f.took, bytes+f.bytes, total+f.took
+		}
+		fmt.Fprintf(w, "task code: %s shipped to %d executors through the file server, SHA-256 checked; fetch p50 %v, slowest %v, %.0f MB/s each\n",
+			mib(s.shipSize), len(s.fetches), percentile(took, 50).Round(time.Microsecond), slices.Max(took).Round(time.Microsecond),
+			float64(bytes)/1e6/max(total.Seconds(), 1e-9))
+	} else {
+		fmt.Fprintln(w, "task code: no fetch reported (no executor answered StopExecutor)")
+	}
+	if s.list.ok {
+		fmt.Fprintf(w, "large result: %d primes (%s, over the %s message limit) from %s through a stream in %v: OK\n",
+			s.list.primes, mib(s.list.bytes), mib(maxMessage), s.list.executor, s.list.took.Round(time.Microsecond))
+	} else {
+		fmt.Fprintf(w, "large result: the list task failed on %s: %v\n", s.list.executor, s.list.err)
+	}
 	verdict := "OK"
-	if !s.ok() {
+	if s.total != s.expected {
 		verdict = "WRONG"
 	}
 	fmt.Fprintf(w, "result: %d primes below %d (expected %d): %s\n", s.total, s.limit, s.expected, verdict)
+}
+
+// mib formats a byte count.
+func mib(n int64) string {
+	if n >= 1<<20 {
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	}
+	return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
 }
 
 func counts(m map[string]int) string {

@@ -30,10 +30,31 @@ type config struct {
 	RangeSize     uint64
 	Heartbeat     time.Duration
 	PeerTimeout   time.Duration // 0 means 5 heartbeats
+	ShipSize      int64         // one-process run: the stand-in task code's size
 	LookupTimeout time.Duration
 	KillAfter     int
 	HoldAfter     int
 	exit          func(int) // for -kill-after; nil means os.Exit
+}
+
+// taskCode is the file the driver ships to its executors: its own
+// executable when it runs as a process of its own, else a generated
+// file of ShipSize bytes, which cleanup removes.
+func (c config) taskCode() (path string, cleanup func(), err error) {
+	if c.Role == "driver" {
+		path, err = os.Executable()
+		return path, func() {}, err
+	}
+	dir, err := os.MkdirTemp("", "cluster-task-code")
+	if err != nil {
+		return "", nil, err
+	}
+	cleanup = func() { os.RemoveAll(dir) }
+	if path, err = writeShipFile(dir, c.ShipSize); err != nil {
+		cleanup()
+		return "", nil, err
+	}
+	return path, cleanup, nil
 }
 
 // peerTimeout is the envs' Config.PeerTimeout: -peer-timeout, or five
@@ -68,14 +89,23 @@ func run(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 		if cfg.Listen == "" {
 			return usageError{errors.New("-role driver needs -listen, such as tcp://0.0.0.0:7077")}
 		}
-		env, err := core.NewEnv(core.Config{Name: "driver", Listen: cfg.Listen, Transports: remoteTransports(log),
+		env, err := core.NewEnv(core.Config{Name: "driver", Listen: cfg.Listen, Transports: remoteTransports(log), MaxMessageSize: maxMessage,
 			HeartbeatInterval: cfg.Heartbeat, PeerTimeout: cfg.peerTimeout(), Logger: log})
 		if err != nil {
 			return usageError{err}
 		}
 		defer env.Shutdown(context.Background())
-		fmt.Fprintf(stdout, "driver: %s/%s\n", env.Address(), driverName)
-		return drive(ctx, cfg, env, "", stdout, stderr, term)
+		// The address is printed once the driver endpoint is registered
+		// (and its task code served), so that an executor started on
+		// seeing it finds the driver.
+		up := make(chan struct{})
+		var printed sync.WaitGroup
+		printed.Go(func() {
+			<-up // driveWith closes it on every path
+			fmt.Fprintf(stdout, "driver: %s/%s\n", env.Address(), driverName)
+		})
+		defer printed.Wait()
+		return driveWith(ctx, cfg, env, "", stdout, stderr, term, up)
 	case "executor":
 		if err := checkDriverURI(cfg.Driver, []string{"tcp", "quic"}); err != nil {
 			return usageError{err}
@@ -106,7 +136,7 @@ func runLocal(ctx context.Context, cfg config, stdout, stderr io.Writer, term bo
 		return usageError{fmt.Errorf("unknown -transport %q (want inproc, tcp or quic)", cfg.Transport)}
 	}
 	envCfg := func(name, listen string) core.Config {
-		return core.Config{Name: name, Listen: listen, Transports: []core.Transport{t},
+		return core.Config{Name: name, Listen: listen, Transports: []core.Transport{t}, MaxMessageSize: maxMessage,
 			HeartbeatInterval: cfg.Heartbeat, PeerTimeout: cfg.peerTimeout(), AskTimeout: 30 * time.Second, Logger: log}
 	}
 	denv, err := core.NewEnv(envCfg("driver", listen))
@@ -151,7 +181,7 @@ func runLocal(ctx context.Context, cfg config, stdout, stderr io.Writer, term bo
 
 // runExecutor runs one executor in client mode until the driver stops it.
 func runExecutor(ctx context.Context, cfg config, stderr io.Writer, log *slog.Logger) error {
-	env, err := core.NewEnv(core.Config{Name: "executor", Transports: remoteTransports(log),
+	env, err := core.NewEnv(core.Config{Name: "executor", Transports: remoteTransports(log), MaxMessageSize: maxMessage,
 		HeartbeatInterval: cfg.Heartbeat, PeerTimeout: cfg.peerTimeout(), AskTimeout: 30 * time.Second, Logger: log})
 	if err != nil {
 		return err
@@ -179,19 +209,24 @@ func runExecutor(ctx context.Context, cfg config, stderr io.Writer, log *slog.Lo
 	return nil
 }
 
-// drive runs the driver endpoint in env until the job is done, then
-// stops the executors and prints the summary.
-func drive(ctx context.Context, cfg config, env *core.Env, transport string, stdout, stderr io.Writer, term bool) error {
-	return driveWith(ctx, cfg, env, transport, stdout, stderr, term, nil)
-}
-
+// driveWith runs the driver endpoint in env until the job is done, then
+// runs the list task, stops the executors and prints the summary. It
+// closes up (when not nil) once the driver endpoint is registered, or
+// failed to be, on every path.
 func driveWith(ctx context.Context, cfg config, env *core.Env, transport string, stdout, stderr io.Writer, term bool, up chan<- struct{}) error {
 	if transport == "" {
 		transport = env.Address()
 	}
 	j := job{Tasks: cfg.Tasks, RangeSize: cfg.RangeSize}
 	d := newDriver(j, cfg.Executors, stderr)
-	_, err := env.Register(driverName, msg.NewDriverEndpoint(d))
+	code, cleanup, err := cfg.taskCode()
+	if err == nil {
+		defer cleanup()
+		d.ship, err = ship(env, code)
+	}
+	if err == nil {
+		_, err = env.Register(driverName, msg.NewDriverEndpoint(d))
+	}
 	if up != nil {
 		close(up)
 	}
@@ -214,8 +249,12 @@ func driveWith(ctx context.Context, cfg config, env *core.Env, transport string,
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("driver: the job did not finish (%d/%d tasks): %w", d.finished.Load(), j.Tasks, err)
 	}
+	lctx, cancel := context.WithTimeout(ctx, time.Minute)
+	list := d.listTask(lctx)
+	cancel()
 	stats := d.stopExecutors(ctx)
 	s := d.summary(stats)
+	s.list = list
 	s.transport = transport
 	s.expected = <-expected
 	s.write(stdout)

@@ -39,6 +39,11 @@ type RegisterExecutor struct {
 type Registered struct {
 	Accepted bool
 	Reason   string // why not, when not Accepted
+	// File is the URI of the task code the executor fetches before it
+	// runs a task (core.Env.Open), as a Spark executor fetches the jars;
+	// FileSHA256 is its hash, which the executor checks.
+	File       string
+	FileSHA256 [32]byte
 }
 
 // StatusUpdate is asked by an executor when a task is done. Asking (not
@@ -85,6 +90,22 @@ type HeartbeatAck struct {
 type LaunchTask struct {
 	TaskID   int64
 	From, To uint64
+	// List asks for the primes themselves instead of their count: the
+	// executor opens a ListPrimes stream to the driver and writes each
+	// prime as 8 little-endian bytes. The list is larger than a message
+	// may be.
+	List bool
+}
+
+// ListPrimes opens the stream that carries a listed task's primes to the
+// driver; the driver answers on it with one byte, 1 when the list is
+// right, and closes.
+//
+//rpcgen:stream Driver
+type ListPrimes struct {
+	ExecutorID string
+	TaskID     int64
+	Primes     int // how many follow, 8 bytes each
 }
 
 // StopExecutor is asked by the driver when the job is over; the executor
@@ -96,6 +117,9 @@ type StopExecutor struct{}
 // ExecutorStats answers StopExecutor.
 type ExecutorStats struct {
 	Tasks int
+	// FetchNanos and FetchBytes are the time and size of the task code's
+	// fetch (Registered.File).
+	FetchNanos, FetchBytes int64
 	// AskLatencies are the round trips of the executor's asks to the
 	// driver (RegisterExecutor and every StatusUpdate), in nanoseconds.
 	AskLatencies []int64

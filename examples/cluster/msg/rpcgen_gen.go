@@ -19,6 +19,7 @@ func init() {
 	core.RegisterMessage[Heartbeat]("msg.Heartbeat")
 	core.RegisterMessage[HeartbeatAck]("msg.HeartbeatAck")
 	core.RegisterMessage[LaunchTask]("msg.LaunchTask")
+	core.RegisterMessage[ListPrimes]("msg.ListPrimes")
 	core.RegisterMessage[RegisterExecutor]("msg.RegisterExecutor")
 	core.RegisterMessage[Registered]("msg.Registered")
 	core.RegisterMessage[StatusAck]("msg.StatusAck")
@@ -49,6 +50,13 @@ func (r DriverRef) Heartbeat(ctx context.Context, msg Heartbeat) (HeartbeatAck, 
 	return core.Ask[HeartbeatAck](ctx, r.ref, msg)
 }
 
+// OpenListPrimes opens a byte stream to the endpoint with msg as its opening
+// message and returns once the endpoint has accepted it (see
+// core.Ref.OpenStream).
+func (r DriverRef) OpenListPrimes(ctx context.Context, msg ListPrimes) (*core.Stream, error) {
+	return r.ref.OpenStream(ctx, msg)
+}
+
 // RegisterExecutor asks the endpoint with msg and waits for its Registered
 // (see core.Ref.Ask).
 func (r DriverRef) RegisterExecutor(ctx context.Context, msg RegisterExecutor) (Registered, error) {
@@ -75,8 +83,14 @@ func LookupDriver(ctx context.Context, env *core.Env, uri string) (DriverRef, er
 // arrives as an ask is answered with nil once handled). Implement
 // core.Starter, core.Stopper, core.ErrorHandler or core.NetworkObserver
 // too and NewDriverEndpoint passes them through.
+//
+// A stream's method gets the stream, accepted already, in the
+// endpoint's order; the stream stays usable after the method returns,
+// until it is closed, and an error the method returns aborts it (see
+// core.StreamHandler).
 type DriverHandler interface {
 	Heartbeat(c *core.Context, msg Heartbeat) (HeartbeatAck, error)
+	ListPrimes(c *core.Context, msg ListPrimes, s *core.Stream) error
 	RegisterExecutor(c *core.Context, msg RegisterExecutor) (Registered, error)
 	StatusUpdate(c *core.Context, msg StatusUpdate) (StatusAck, error)
 }
@@ -111,8 +125,22 @@ func (e driverEndpoint) Receive(c *core.Context, msg any) error {
 			return err
 		}
 		return c.Reply(r)
+	case ListPrimes:
+		return fmt.Errorf("rpcenv: endpoint Driver receives %T only as a stream's opening message (see core.Ref.OpenStream)", msg)
 	default:
 		return fmt.Errorf("rpcenv: endpoint Driver does not handle %T", msg)
+	}
+}
+
+// ReceiveStream implements core.StreamHandler: it calls h's method for
+// the opening message's type and aborts a stream opened with any other
+// message with an error naming Driver.
+func (e driverEndpoint) ReceiveStream(c *core.Context, msg any, s *core.Stream) error {
+	switch msg := msg.(type) {
+	case ListPrimes:
+		return e.h.ListPrimes(c, msg, s)
+	default:
+		return fmt.Errorf("rpcenv: endpoint Driver does not handle streams opened with %T", msg)
 	}
 }
 
