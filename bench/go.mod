@@ -3,6 +3,7 @@ module github.com/rpcenv/rpcenv/bench
 go 1.26.0
 
 require (
+	github.com/quic-go/quic-go v0.65.0
 	github.com/rpcenv/rpcenv v0.0.0-00010101000000-000000000000
 	go.uber.org/goleak v1.3.0
 	google.golang.org/grpc v1.85.0
@@ -10,7 +11,6 @@ require (
 
 require (
 	github.com/fxamacker/cbor/v2 v2.10.0 // indirect
-	github.com/quic-go/quic-go v0.65.0 // indirect
 	github.com/x448/float16 v0.8.4 // indirect
 	golang.org/x/crypto v0.58.0 // indirect
 	golang.org/x/net v0.61.0 // indirect

@@ -25,6 +25,9 @@ func benchAsks(b *testing.B, callers int) {
 			b.Run(BenchName(sys)+"/"+SizeName(size), func(b *testing.B) {
 				b.ReportAllocs()
 				a, err := sys.NewAsker(callers)
+				if errors.Is(err, errors.ErrUnsupported) {
+					b.Skip(err)
+				}
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -76,5 +79,37 @@ func BenchmarkOneWay(b *testing.B) {
 				}
 			})
 		}
+	}
+}
+
+// BenchmarkStream is bulk data through one stream: each operation is one
+// write of StreamChunk bytes, and the b.N writes go through one stream,
+// timed until the server has answered with the count. MB/s is the rate.
+func BenchmarkStream(b *testing.B) {
+	for _, sys := range Systems() {
+		b.Run(BenchName(sys)+"/"+SizeName(StreamChunk), func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(StreamChunk)
+			st, err := sys.NewStreamer()
+			if errors.Is(err, errors.ErrUnsupported) {
+				b.Skip(err)
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() {
+				if err := st.Close(); err != nil {
+					b.Error(err)
+				}
+			})
+			chunk := payload(StreamChunk)
+			if err := streamChecked(st, chunk, streamWarm); err != nil {
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			if err := streamChecked(st, chunk, int64(b.N)*StreamChunk); err != nil {
+				b.Fatal(err)
+			}
+		})
 	}
 }

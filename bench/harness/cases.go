@@ -25,10 +25,17 @@ const (
 	// for a fixed time, to a receiver that takes SlowDelay over each,
 	// with the heap sampled meanwhile (stress.go).
 	SlowHeap
+	// Stream is one client moving a fixed amount of bytes
+	// (Stress.StreamBytes) to the server through one stream, timed from
+	// the open to the server's answer, with the heap sampled meanwhile
+	// (stream.go).
+	Stream
 )
 
 // Workloads returns every workload, in report order.
-func Workloads() []Workload { return []Workload{Latency, Throughput, OneWay, BulkAsk, SlowHeap} }
+func Workloads() []Workload {
+	return []Workload{Latency, Throughput, OneWay, BulkAsk, SlowHeap, Stream}
+}
 
 // String names the workload in case names and in -workloads lists.
 func (w Workload) String() string {
@@ -41,15 +48,19 @@ func (w Workload) String() string {
 		return "oneway"
 	case BulkAsk:
 		return "bulk-ask"
-	default:
+	case SlowHeap:
 		return "slow-heap"
+	case Stream:
+		return "stream"
+	default:
+		return fmt.Sprintf("Workload(%d)", int(w))
 	}
 }
 
-// stress says whether w is one of the stress workloads, which run for a
-// fixed amount of work rather than a calibrated one, and whose failures
-// are results rather than the end of Run.
-func (w Workload) stress() bool { return w == BulkAsk || w == SlowHeap }
+// stress says whether w is one of the workloads that run for a fixed
+// amount of work rather than a calibrated one, and whose failures are
+// results rather than the end of Run: the stress workloads, and Stream.
+func (w Workload) stress() bool { return w == BulkAsk || w == SlowHeap || w == Stream }
 
 // SelectWorkloads returns the workloads named in list, a comma-separated
 // list of names, in report order. An empty list selects every workload;
@@ -61,7 +72,7 @@ func SelectWorkloads(list string) ([]Workload, error) {
 // A Case is one workload with one payload size.
 type Case struct {
 	Workload Workload
-	Payload  int // bytes in each request (and reply), or one-way message
+	Payload  int // bytes in each request (and reply), one-way message, or write into a stream
 	Callers  int // concurrent callers: 1 except for Throughput
 }
 
@@ -84,10 +95,13 @@ var ThroughputCallers = []int{1, 8, 32, 256}
 
 // BulkAskPayload and SlowHeapPayload are the payload sizes of the
 // stress cases: the small asks made during bulk sends, and the one-way
-// messages sent to the slow receiver.
+// messages sent to the slow receiver. StreamChunk is the payload of the
+// stream case: the size of each write into the stream, and of each
+// message of gRPC's client stream.
 const (
 	BulkAskPayload  = 64
 	SlowHeapPayload = 1 << 10
+	StreamChunk     = 64 << 10
 )
 
 // Cases returns the standard cases of the given workloads, or of every
@@ -118,13 +132,18 @@ func Cases(ws ...Workload) []Case {
 	if slices.Contains(ws, SlowHeap) {
 		cs = append(cs, Case{SlowHeap, SlowHeapPayload, 1})
 	}
+	if slices.Contains(ws, Stream) {
+		cs = append(cs, Case{Stream, StreamChunk, 1})
+	}
 	return cs
 }
 
 // SizeName names a payload size without spaces, for case and benchmark
-// names: "64B", "1KiB", "64KiB".
+// names: "64B", "1KiB", "64KiB", "1GiB".
 func SizeName(n int) string {
 	switch {
+	case n >= 1<<30 && n%(1<<30) == 0:
+		return fmt.Sprintf("%dGiB", n>>30)
 	case n >= 1<<20 && n%(1<<20) == 0:
 		return fmt.Sprintf("%dMiB", n>>20)
 	case n >= 1<<10 && n%(1<<10) == 0:

@@ -162,3 +162,7 @@ func (s chanSystem) NewBulkAsker(func()) (BulkAsker, error) {
 func (chanSystem) NewSlowSender(receive func()) (SlowSender, error) {
 	return newChanSender(receive), nil
 }
+
+func (s chanSystem) NewStreamer() (Streamer, error) {
+	return nil, fmt.Errorf("%s: streams: %w (channels hand slices over without copying: a byte stream over them would measure channel operations, not moving bytes)", s.Name(), errors.ErrUnsupported)
+}

@@ -48,6 +48,10 @@ func fmtRate(r float64) string {
 	}
 }
 
+// fmtMBps formats a rate in bytes per second as megabytes (10^6 bytes,
+// as testing.B's MB/s) per second: "1234 MB/s", "56.7 MB/s".
+func fmtMBps(r float64) string { return sig3(r/1e6) + " MB/s" }
+
 // fmtMiB formats a number of bytes in MiB with three significant digits:
 // "0.52 MiB", "12.3 MiB", "1024 MiB".
 func fmtMiB(bytes float64) string { return sig3(bytes/(1<<20)) + " MiB" }

@@ -52,14 +52,17 @@ func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
 }
 
 // The service, written by hand in place of protoc's output: Unary echoes
-// one request, Echo echoes every message of a bidi stream, and Count
-// counts the messages of a client stream and answers with the count (8
-// bytes, big endian), calling the server's onMessage, if any, for each.
+// one request, Echo echoes every message of a bidi stream, Count counts
+// the messages of a client stream and answers with the count (8 bytes,
+// big endian), calling the server's onMessage, if any, for each, and
+// Drain answers a client stream with the count of its bytes (8 bytes,
+// big endian).
 const (
 	grpcService = "rpcenv.bench.Bench"
 	grpcUnary   = "/" + grpcService + "/Unary"
 	grpcEcho    = "/" + grpcService + "/Echo"
 	grpcCount   = "/" + grpcService + "/Count"
+	grpcDrain   = "/" + grpcService + "/Drain"
 )
 
 var grpcDesc = grpc.ServiceDesc{
@@ -69,6 +72,7 @@ var grpcDesc = grpc.ServiceDesc{
 	Streams: []grpc.StreamDesc{
 		{StreamName: "Echo", Handler: grpcEchoHandler, ServerStreams: true, ClientStreams: true},
 		{StreamName: "Count", Handler: grpcCountHandler, ClientStreams: true},
+		{StreamName: "Drain", Handler: grpcDrainHandler, ClientStreams: true},
 	},
 }
 
@@ -112,6 +116,21 @@ func grpcCountHandler(srv any, s grpc.ServerStream) error {
 		if onMessage != nil {
 			onMessage()
 		}
+	}
+	reply := binary.BigEndian.AppendUint64(nil, n)
+	return s.SendMsg(&reply)
+}
+
+func grpcDrainHandler(_ any, s grpc.ServerStream) error {
+	var n uint64
+	var b []byte // reused: the codec copies each message into it
+	for {
+		if err := s.RecvMsg(&b); err == io.EOF {
+			break
+		} else if err != nil {
+			return err
+		}
+		n += uint64(len(b))
 	}
 	reply := binary.BigEndian.AppendUint64(nil, n)
 	return s.SendMsg(&reply)
@@ -322,4 +341,47 @@ func (s grpcSystem) NewSlowSender(receive func()) (SlowSender, error) {
 func (s *grpcSlowSender) Send(msg []byte) error {
 	s.box = msg
 	return s.st.SendMsg(&s.box)
+}
+
+// grpcStreamer sends each stream's bytes as the messages of one Drain
+// client stream, each a chunk, and takes the count (CloseAndRecv).
+type grpcStreamer struct {
+	*grpcPair
+	box []byte // passing &box does not allocate per message
+}
+
+func (s grpcSystem) NewStreamer() (Streamer, error) {
+	if !s.stream {
+		return nil, fmt.Errorf("%s: streams: %w (grpc-stream is gRPC's client stream)", s.Name(), errors.ErrUnsupported)
+	}
+	p, err := s.open(nil)
+	if err != nil {
+		return nil, err
+	}
+	return &grpcStreamer{grpcPair: p}, nil
+}
+
+func (s *grpcStreamer) Stream(chunk []byte, n int64) (int64, error) {
+	st, err := s.conn.NewStream(s.ctx, &grpcDesc.Streams[2], grpcDrain)
+	if err != nil {
+		return 0, fmt.Errorf("open stream: %w", err)
+	}
+	for sent := int64(0); sent < n; {
+		s.box = chunk[:min(int64(len(chunk)), n-sent)]
+		if err := st.SendMsg(&s.box); err != nil {
+			return 0, fmt.Errorf("send at byte %d of %d: %w", sent, n, err)
+		}
+		sent += int64(len(s.box))
+	}
+	if err := st.CloseSend(); err != nil {
+		return 0, err
+	}
+	var reply []byte
+	if err := st.RecvMsg(&reply); err != nil {
+		return 0, fmt.Errorf("receive the count: %w", err)
+	}
+	if len(reply) != answerSize {
+		return 0, fmt.Errorf("the answer has %d bytes, want %d", len(reply), answerSize)
+	}
+	return int64(binary.BigEndian.Uint64(reply)), nil
 }

@@ -32,19 +32,19 @@ type Result struct {
 	// fields are zero.
 	NA bool
 	// N is the number of operations (asks or messages) of every timed
-	// run, fixed in the first round.
+	// run, fixed in the first round; for Stream, the bytes of a run.
 	N int
 	// P50, P99 and Mean are the latencies of single asks, for Latency.
 	P50, P99, Mean time.Duration
 	// Rate is operations per second: asks completed, or for OneWay
-	// messages counted by the receiver.
+	// messages counted by the receiver; for Stream, bytes per second.
 	Rate float64
 	// AllocsPerOp and BytesPerOp are heap allocations per operation,
 	// client and server together (both live in this process).
 	AllocsPerOp, BytesPerOp float64
 
-	// Err says why a stress case failed, in the round where it first
-	// did; the figures are then zero.
+	// Err says why a stress or stream case failed, in the round where
+	// it first did; the figures are then zero.
 	Err string
 	// For BulkAsk, P50 and P99 are those of the asks, Max is the slowest
 	// ask, and Bulk the bulk messages received while the asks ran.
@@ -55,7 +55,10 @@ type Result struct {
 	// Received count the messages of the run; Sending is how long the
 	// sender sent, less than Stress.SlowFor if the heap grew past
 	// Stress.HeapCap (Capped in any round); Closing is how long tearing
-	// the setup down took after the run.
+	// the setup down took after the run. For Stream, HeapGrowth is the
+	// same, sampled while the stream runs, and Rate is the bytes of the
+	// run over its time, from before the stream is opened to the
+	// server's answer.
 	HeapGrowth       float64
 	Sent, Received   int
 	Sending, Closing time.Duration
@@ -102,7 +105,7 @@ type sample struct {
 
 	max            time.Duration // BulkAsk
 	bulk           int           // BulkAsk
-	heap           uint64        // SlowHeap
+	heap           uint64        // SlowHeap, Stream
 	sent, received int           // SlowHeap
 	closing        time.Duration // SlowHeap; elapsed is the sending
 	capped         bool          // SlowHeap
@@ -116,9 +119,9 @@ type sample struct {
 // up afresh and closes it after. The first error (a failed call, a wrong
 // echo, a count that never arrives, anything slower than Timeout) ends
 // Run with an error naming the system and the case, except in a stress
-// case (BulkAsk, SlowHeap), which does a fixed amount of work in every
-// round, and whose errors are results: the case is reported as failed
-// (Result.Err), and not run again in later rounds.
+// case (BulkAsk, SlowHeap) or a Stream case, which does a fixed amount of
+// work in every round, and whose errors are results: the case is
+// reported as failed (Result.Err), and not run again in later rounds.
 func Run(opts Options) (*Results, error) {
 	if opts.Rounds < 1 {
 		return nil, fmt.Errorf("rounds = %d: want at least 1", opts.Rounds)
@@ -150,6 +153,8 @@ func Run(opts Options) (*Results, error) {
 					s, err = measureBulkAsk(sys, c, stress)
 				case SlowHeap:
 					s, err = measureSlowHeap(sys, c, stress)
+				case Stream:
+					s, err = measureStream(sys, c, stress)
 				default:
 					s, err = measure(sys, c, ns[key], opts.Benchtime)
 				}
@@ -196,6 +201,8 @@ func (s sample) summary(c Case) string {
 			capped = fmt.Sprintf(" (cut short at %v)", s.elapsed.Round(time.Millisecond))
 		}
 		return fmt.Sprintf("heap +%s%s, sent %d in %v, received %d, closed in %v", fmtMiB(float64(s.heap)), capped, s.sent, s.elapsed.Round(time.Millisecond), s.received, s.closing.Round(time.Microsecond))
+	case Stream:
+		return fmt.Sprintf("%s in %v: %s, heap +%s", sizeLabel(s.n), s.elapsed.Round(time.Millisecond), fmtMBps(float64(s.n)/s.elapsed.Seconds()), fmtMiB(float64(s.heap)))
 	}
 	return fmt.Sprintf("n=%d %.0f/s", s.n, float64(s.n)/s.elapsed.Seconds())
 }
@@ -221,6 +228,10 @@ func summarize(system string, c Case, ss []sample) Result {
 		r.Sending = medianDuration(ss, func(s sample) time.Duration { return s.elapsed })
 		r.Closing = medianDuration(ss, func(s sample) time.Duration { return s.closing })
 		r.Capped = slices.ContainsFunc(ss, func(s sample) bool { return s.capped })
+		return r
+	case Stream:
+		r.Rate = medianOf(ss, func(s sample) float64 { return float64(s.n) / s.elapsed.Seconds() })
+		r.HeapGrowth = medianOf(ss, func(s sample) float64 { return float64(s.heap) })
 		return r
 	}
 	r.P50 = medianDuration(ss, func(s sample) time.Duration { return s.p50 })

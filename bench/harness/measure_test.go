@@ -205,14 +205,14 @@ func TestSelectSystems(t *testing.T) {
 }
 
 func TestSelectWorkloadsAndTheirCases(t *testing.T) {
-	ws, err := SelectWorkloads(" slow-heap, latency ")
+	ws, err := SelectWorkloads(" stream, slow-heap, latency ")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fmt.Sprint(ws) != "[latency slow-heap]" {
+	if fmt.Sprint(ws) != "[latency slow-heap stream]" {
 		t.Errorf("got %v, want report order", ws)
 	}
-	if got, want := fmt.Sprint(Cases(ws...)), "[latency/64B latency/1KiB latency/64KiB slow-heap/1KiB]"; got != want {
+	if got, want := fmt.Sprint(Cases(ws...)), "[latency/64B latency/1KiB latency/64KiB slow-heap/1KiB stream/64KiB]"; got != want {
 		t.Errorf("cases %s, want %s", got, want)
 	}
 	if _, err := SelectWorkloads("latency,nope"); err == nil || !strings.Contains(err.Error(), "nope") || !strings.Contains(err.Error(), "bulk-ask") {
@@ -221,7 +221,7 @@ func TestSelectWorkloadsAndTheirCases(t *testing.T) {
 	if all, err := SelectWorkloads(""); err != nil || len(all) != len(Workloads()) {
 		t.Errorf("empty list: %v, %v", all, err)
 	}
-	if n := len(Cases()); n != len(Cases(Workloads()...)) || n != len(Payloads)*(2+len(ThroughputCallers))+2 {
+	if n := len(Cases()); n != len(Cases(Workloads()...)) || n != len(Payloads)*(2+len(ThroughputCallers))+3 {
 		t.Errorf("%d cases in all", n)
 	}
 }

@@ -135,3 +135,7 @@ func (a *netrpcBulkAsker) SendBulk(msg []byte) error {
 func (s netrpcSystem) NewSlowSender(func()) (SlowSender, error) {
 	return nil, fmt.Errorf("%s: one-way messages: %w", s.Name(), errors.ErrUnsupported)
 }
+
+func (s netrpcSystem) NewStreamer() (Streamer, error) {
+	return nil, fmt.Errorf("%s: streams: %w", s.Name(), errors.ErrUnsupported)
+}

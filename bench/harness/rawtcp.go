@@ -18,7 +18,8 @@ import (
 // one caller, the caller writes its frame and reads the reply itself. With
 // more, they share the connection: each writes its frame under a mutex,
 // and one reader goroutine hands each reply to the caller whose id it
-// carries. A one-way frame is a 4-byte length and the payload.
+// carries. A one-way frame is a 4-byte length and the payload. A stream
+// is a connection of its own, with no frames at all (rawStreamer).
 type rawTCPSystem struct{}
 
 func (rawTCPSystem) Name() string { return "raw-tcp" }
@@ -310,3 +311,94 @@ func (s rawTCPSystem) NewBulkAsker(func()) (BulkAsker, error) {
 }
 
 func (s rawTCPSystem) NewSlowSender(receive func()) (SlowSender, error) { return s.newSender(receive) }
+
+// rawStreamer is the floor's stream: a new loopback TCP connection per
+// stream, written straight, half-closed (CloseWrite) and answered by a
+// server that reads it to its end (sinkStream), one connection at a
+// time.
+type rawStreamer struct {
+	l      net.Listener
+	wg     sync.WaitGroup // serve
+	mu     sync.Mutex
+	conns  map[net.Conn]struct{} // open, of either side; Close closes them
+	closed bool
+	once   sync.Once
+}
+
+func (s rawTCPSystem) NewStreamer() (Streamer, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", s.Name(), err)
+	}
+	rs := &rawStreamer{l: l, conns: map[net.Conn]struct{}{}}
+	rs.wg.Go(rs.serve)
+	return rs, nil
+}
+
+// serve serves one connection after another, until Close closes the
+// listener.
+func (s *rawStreamer) serve() {
+	for {
+		c, err := s.l.Accept()
+		if err != nil || !s.track(c) {
+			return
+		}
+		sinkStream(c) // on failure, the client sees the connection end without an answer
+		s.forget(c)
+	}
+}
+
+func (s *rawStreamer) Stream(chunk []byte, n int64) (int64, error) {
+	c, err := net.DialTimeout("tcp", s.l.Addr().String(), Timeout)
+	if err != nil {
+		return 0, err
+	}
+	if !s.track(c) {
+		return 0, errClosed
+	}
+	defer s.forget(c)
+	if err := writeN(c, chunk, n); err != nil {
+		return 0, err
+	}
+	if err := c.(*net.TCPConn).CloseWrite(); err != nil {
+		return 0, err
+	}
+	return readAnswer(c)
+}
+
+// track adds c to the connections that Close closes; after Close, it
+// closes c and returns false.
+func (s *rawStreamer) track(c net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		c.Close()
+		return false
+	}
+	s.conns[c] = struct{}{}
+	return true
+}
+
+// forget closes c and removes it from the tracked connections.
+func (s *rawStreamer) forget(c net.Conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	c.Close()
+}
+
+// Close closes the listener and every open connection, and waits for the
+// server.
+func (s *rawStreamer) Close() error {
+	s.once.Do(func() {
+		s.mu.Lock()
+		s.closed = true
+		for c := range s.conns {
+			c.Close()
+		}
+		s.mu.Unlock()
+		s.l.Close()
+		s.wg.Wait()
+	})
+	return nil
+}

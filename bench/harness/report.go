@@ -45,6 +45,7 @@ func Markdown(r *Results, m Machine) string {
 	writeAllocs(&b, r, 1<<10)
 	writeBulkAsk(&b, r)
 	writeSlowHeap(&b, r)
+	writeStream(&b, r)
 	return b.String()
 }
 
@@ -66,6 +67,9 @@ first replies byte for byte.
   concurrent callers multiplexed by call id with one reader goroutine. Each
   frame is one write system call, so with many callers it is no ceiling: a
   library that coalesces writes can beat it.
+- **raw-quic** (floor): a quic-go client and server in the process,
+  TLS 1.3 with a self-signed certificate, quic-go's default windows; it
+  only moves bulk data through a stream (the last table).
 - **chan** (floor): Go channels in one process; the reply is the request
   slice itself.
 
@@ -77,9 +81,10 @@ about the benchtime, so every round does the same work; each round runs
 every case on every system, in an order that rotates from round to round.
 Each figure is the median over the rounds. Allocations count the client
 and the server together, since both live in the process. "n/a": the
-system has no such workload. The last two tables put the systems under
-stress, each run with a fixed amount of work; a run that fails or hangs
-is closed and shown as "failed".
+system has no such workload. The last three tables run a fixed amount of
+work each: the first two put the systems under stress, the last moves
+bulk data through a stream; a run that fails or hangs is closed and
+shown as "failed".
 
 `
 
@@ -300,6 +305,45 @@ time first). grpc-unary and net/rpc: n/a, no one-way messages.
 	writeFailures(b, r, c)
 }
 
+// writeStream writes the table of the stream case, if it ran.
+func writeStream(b *strings.Builder, r *Results) {
+	c, ok := findCase(r, Stream)
+	if !ok {
+		return
+	}
+	o := r.Stress
+	b.WriteString("### Bulk data through a stream\n\n")
+	fmt.Fprintf(b, `One client moves %s to the server through one stream, in writes of %s,
+half-closes it, and waits for the server's answer: the byte count, which
+the server writes once it has read to the end, so that every byte is
+known to have arrived. The time runs from before the stream is opened to
+the answer; "rate" is the bytes over that time (1 MB = 10^6 bytes).
+rpcenv: `+"`Ref.OpenStream`"+` to an endpoint whose `+"`ReceiveStream`"+` reads the
+`+"`Stream`"+` to its end, answers and closes it. grpc-stream: a client stream
+of %s messages to a method that adds up their bytes and answers at the
+end (CloseAndRecv). raw-tcp (floor): a new loopback TCP connection per
+stream, half-closed with `+"`CloseWrite`"+`. raw-quic (floor): a stream on one
+quic-go connection. grpc-unary, net/rpc and chan: n/a, no streams. Each
+setup first moves %s through a stream, untimed. Every %s during the run
+another goroutine samples the heap's objects, as for the slow receiver;
+"heap growth" is their peak minus their size right before the run, just
+after a collection. Client and server share the process, so it counts
+both sides together: an upper bound on either one's. A run that takes
+more than %s fails. In parentheses: rate ratio to %s, higher is better.
+
+`, sizeLabel(int(o.StreamBytes)), sizeLabel(c.Payload), sizeLabel(c.Payload), sizeLabel(streamWarm),
+		fmtSetting(streamHeapInterval), fmtSetting(o.Timeout), Reference)
+	rate := metric{get: func(x Result) (string, float64) { return fmtMBps(x.Rate), x.Rate }}
+	heap := metric{get: func(x Result) (string, float64) { return fmtMiB(x.HeapGrowth), x.HeapGrowth }, plain: true}
+	t := &table{header: []string{"system", "rate, higher is better", "heap growth, lower is better"}, right: []bool{false, true, true}}
+	for _, sys := range r.Systems {
+		t.add(sys.Name(), cell(r, sys.Name(), c, rate), cell(r, sys.Name(), c, heap))
+	}
+	t.write(b)
+	b.WriteString("\n")
+	writeFailures(b, r, c)
+}
+
 // countMetric shows a count, with no ratio.
 func countMetric(f func(Result) int) metric {
 	return metric{get: func(x Result) (string, float64) { return fmtInt(f(x)), float64(f(x)) }, plain: true}
@@ -345,26 +389,30 @@ func writeFailures(b *strings.Builder, r *Results, c Case) {
 func oneLine(s string) string { return strings.ReplaceAll(s, "\n", "; ") }
 
 // A target is a goal for rpcenv, as a bound on the ratio of two systems'
-// figures on one case.
+// figures on one case, or on one system's figure.
 type target struct {
 	label      string
-	num, den   string // systems
+	num, den   string // systems; den is "" for a bound on num's figure
 	c          Case
 	value      func(Result) float64
 	format     func(float64) string // a value, for the table
 	bound      float64
-	atMost     bool // the ratio must be at most bound (else at least)
+	atMost     bool // the ratio (or figure) must be at most bound (else at least)
 	measured   bool
+	failed     bool // num's run failed: missed, with nothing to show
 	numV, denV float64
-	ratio      float64
+	ratio      float64 // numV/denV, or numV when den is ""
 	met        bool
 }
 
-// targets returns rpcenv's targets, computed from r at 64 B.
+// targets returns rpcenv's targets, computed from r: at 64 B, and on the
+// stream case.
 func targets(r *Results) []target {
 	lat := Case{Latency, 64, 1}
+	stream := Case{Stream, StreamChunk, 1}
 	p50 := func(x Result) float64 { return float64(x.P50) }
 	rate := func(x Result) float64 { return x.Rate }
+	heap := func(x Result) float64 { return x.HeapGrowth }
 	dur := func(v float64) string { return fmtDuration(time.Duration(v)) }
 	ts := []target{
 		{label: "rpcenv-tcp ask p50 ≤ 0.5 × grpc-unary's", num: "rpcenv-tcp", den: "grpc-unary", c: lat, value: p50, format: dur, bound: 0.5, atMost: true},
@@ -373,16 +421,32 @@ func targets(r *Results) []target {
 		{label: "rpcenv-tcp throughput, 32 callers ≥ 2 × grpc-unary's", num: "rpcenv-tcp", den: "grpc-unary", c: Case{Throughput, 64, 32}, value: rate, format: fmtRate, bound: 2},
 		{label: "rpcenv-tcp one-way msgs/s ≥ 5 × grpc-stream's", num: "rpcenv-tcp", den: "grpc-stream", c: Case{OneWay, 64, 1}, value: rate, format: fmtRate, bound: 5},
 		{label: "rpcenv-quic ask p50 ≤ 2 × rpcenv-tcp's", num: "rpcenv-quic", den: "rpcenv-tcp", c: lat, value: p50, format: dur, bound: 2, atMost: true},
+		{label: "rpcenv-tcp stream rate ≥ 0.7 × raw-tcp's", num: "rpcenv-tcp", den: "raw-tcp", c: stream, value: rate, format: fmtMBps, bound: 0.7},
+		{label: "rpcenv-tcp stream rate ≥ 1.2 × grpc-stream's", num: "rpcenv-tcp", den: "grpc-stream", c: stream, value: rate, format: fmtMBps, bound: 1.2},
+		{label: "rpcenv-quic stream rate ≥ 0.5 × raw-quic's", num: "rpcenv-quic", den: "raw-quic", c: stream, value: rate, format: fmtMBps, bound: 0.5},
+		{label: "rpcenv-tcp stream heap growth ≤ 64 MiB (client and server together)", num: "rpcenv-tcp", c: stream, value: heap, format: fmtMiB, bound: 64 << 20, atMost: true},
+		{label: "rpcenv-quic stream heap growth ≤ 64 MiB (client and server together)", num: "rpcenv-quic", c: stream, value: heap, format: fmtMiB, bound: 64 << 20, atMost: true},
 	}
 	for i := range ts {
 		t := &ts[i]
-		n, ok1 := r.Get(t.num, t.c)
-		d, ok2 := r.Get(t.den, t.c)
-		if !ok1 || !ok2 || n.NA || d.NA || t.value(d) <= 0 {
+		n, ok := r.Get(t.num, t.c)
+		if !ok || n.NA {
 			continue
 		}
-		t.numV, t.denV = t.value(n), t.value(d)
-		t.ratio = t.numV / t.denV
+		if n.Err != "" {
+			t.failed = true
+			continue
+		}
+		t.numV = t.value(n)
+		t.ratio = t.numV
+		if t.den != "" {
+			d, ok := r.Get(t.den, t.c)
+			if !ok || d.NA || d.Err != "" || t.value(d) <= 0 {
+				continue
+			}
+			t.denV = t.value(d)
+			t.ratio = t.numV / t.denV
+		}
 		t.measured = true
 		t.met = t.ratio <= t.bound
 		if !t.atMost {
@@ -393,11 +457,13 @@ func targets(r *Results) []target {
 }
 
 func writeTargets(b *strings.Builder, r *Results) {
-	b.WriteString("### Targets\n\nrpcenv's goals at 64 B, as the ratio of two systems' figures from the tables below.\n\n")
-	t := &table{header: []string{"", "target", "measured ratio", ""}, right: []bool{false, false, true, false}}
+	b.WriteString("### Targets\n\nrpcenv's goals, from the tables below: at 64 B as the ratio of two systems' figures, then on the bulk stream (a ratio, or rpcenv's own figure).\n\n")
+	t := &table{header: []string{"", "target", "measured", ""}, right: []bool{false, false, true, false}}
 	for i, x := range targets(r) {
 		id := fmt.Sprintf("(%c)", 'a'+i)
 		switch {
+		case x.failed:
+			t.add(id, x.label, "failed", "**missed**")
 		case !x.measured:
 			t.add(id, x.label, "-", "not measured")
 		case x.met:
@@ -410,8 +476,12 @@ func writeTargets(b *strings.Builder, r *Results) {
 	b.WriteString("\n")
 }
 
-// measuredText is "0.83x (45.2 µs / 54.3 µs)".
+// measuredText is "0.83x (45.2 µs / 54.3 µs)", or "12.3 MiB" for a
+// bound on one figure.
 func (t target) measuredText() string {
+	if t.den == "" {
+		return t.format(t.numV)
+	}
 	return fmt.Sprintf("%s (%s / %s)", fmtRatio(t.ratio), t.format(t.numV), t.format(t.denV))
 }
 

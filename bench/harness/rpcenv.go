@@ -212,3 +212,45 @@ func (s rpcenvSystem) NewSlowSender(receive func()) (SlowSender, error) {
 }
 
 func (s rpcenvSlowSender) Send(msg []byte) error { return s.ref.Send(Payload{Data: msg}) }
+
+// sink is the server endpoint of the stream setup, a core.StreamHandler:
+// it reads each stream to its end, answers with the count (sinkStream)
+// and closes it. It reads in ReceiveStream itself, in the endpoint's
+// goroutine, since the streams of a run come one after another; the
+// env's Shutdown ends a stream in progress, and with it ReceiveStream.
+type sink struct{}
+
+func (sink) Receive(*core.Context, any) error { return errors.New("the sink takes streams only") }
+
+func (sink) ReceiveStream(_ *core.Context, _ any, s *core.Stream) error {
+	if err := sinkStream(s); err != nil {
+		return err // aborts the stream: the client's Read fails with it
+	}
+	return s.Close()
+}
+
+// rpcenvStreamer opens streams to the sink endpoint with Ref.OpenStream.
+type rpcenvStreamer struct{ *rpcenvPair }
+
+func (s rpcenvSystem) NewStreamer() (Streamer, error) {
+	p, err := s.open("sink", sink{})
+	if err != nil {
+		return nil, err
+	}
+	return rpcenvStreamer{p}, nil
+}
+
+func (s rpcenvStreamer) Stream(chunk []byte, n int64) (int64, error) {
+	st, err := s.ref.OpenStream(context.Background(), Payload{}) // the env's AskTimeout bounds the open
+	if err != nil {
+		return 0, err
+	}
+	defer st.Close()
+	if err := writeN(st, chunk, n); err != nil {
+		return 0, err
+	}
+	if err := st.CloseWrite(); err != nil {
+		return 0, err
+	}
+	return readAnswer(st)
+}

@@ -14,10 +14,11 @@ import (
 // receiver slower than its sender. Each run does a fixed amount of work
 // (asks, or time) instead of a calibrated one, and a failure, hanging
 // included, is one of the things they measure: Run reports it as the
-// case's result instead of ending.
+// case's result instead of ending. The Stream workload (stream.go) is
+// run the same way.
 
-// Stress configures the stress workloads. The zero value is the defaults
-// below.
+// Stress configures the stress workloads, and Stream. The zero value is
+// the defaults below.
 type Stress struct {
 	// BulkAsks is the number of timed asks of a bulk-ask run.
 	// 0 means DefaultBulkAsks.
@@ -31,9 +32,12 @@ type Stress struct {
 	// many bytes, so that a system that queues without bound cannot
 	// exhaust the machine. 0 means DefaultHeapCap.
 	HeapCap uint64
-	// Timeout bounds a run: a bulk-ask run, or what a slow-heap run does
-	// beyond SlowFor. A run that takes longer is closed and reported as
-	// failed. 0 means Timeout.
+	// StreamBytes is how many bytes a stream run moves through its
+	// stream. 0 means DefaultStreamBytes.
+	StreamBytes int64
+	// Timeout bounds a run: a bulk-ask or stream run, or what a
+	// slow-heap run does beyond SlowFor. A run that takes longer is
+	// closed and reported as failed. 0 means Timeout.
 	Timeout time.Duration
 }
 
@@ -43,6 +47,8 @@ const (
 	DefaultBulkSize = 32 << 20
 	DefaultSlowFor  = 2 * time.Second
 	DefaultHeapCap  = 1 << 30
+
+	DefaultStreamBytes = 1 << 30
 )
 
 // SlowDelay is how long the slow receiver of a slow-heap run takes over
@@ -75,6 +81,9 @@ func (o Stress) withDefaults() Stress {
 	}
 	if o.HeapCap == 0 {
 		o.HeapCap = DefaultHeapCap
+	}
+	if o.StreamBytes <= 0 {
+		o.StreamBytes = DefaultStreamBytes
 	}
 	if o.Timeout <= 0 {
 		o.Timeout = Timeout
@@ -296,10 +305,12 @@ func awaitGoroutines(n int) error {
 }
 
 // heapSampler keeps the peak of the heap's objects, sampled every
-// heapInterval, and sets over once it exceeds base by limit. Its owner
-// starts run, closes stop, waits for done, and only then reads peak.
+// interval (0 means heapInterval), and sets over once it exceeds base by
+// limit. Its owner starts run, closes stop, waits for done, and only then
+// reads peak.
 type heapSampler struct {
 	base, peak, limit uint64
+	interval          time.Duration
 	over              atomic.Bool
 	stop              chan struct{}
 	done              chan struct{} // closed when run returns
@@ -307,7 +318,11 @@ type heapSampler struct {
 
 func (h *heapSampler) run() {
 	defer close(h.done)
-	t := time.NewTicker(heapInterval)
+	every := h.interval
+	if every <= 0 {
+		every = heapInterval
+	}
+	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		select {

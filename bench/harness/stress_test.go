@@ -256,6 +256,10 @@ func (stuck) NewSlowSender(func()) (SlowSender, error) {
 	return &stuckSetup{closed: make(chan struct{})}, nil
 }
 
+func (stuck) NewStreamer() (Streamer, error) {
+	return &stuckSetup{closed: make(chan struct{})}, nil
+}
+
 type stuckSetup struct {
 	onBulk func()
 	closed chan struct{}
@@ -288,6 +292,15 @@ func (s *stuckSetup) Send([]byte) error {
 	return errClosed
 }
 
+// Stream answers the warm-up stream, then waits for Close.
+func (s *stuckSetup) Stream(_ []byte, n int64) (int64, error) {
+	if n == streamWarm {
+		return n, nil
+	}
+	<-s.closed
+	return 0, errClosed
+}
+
 func (s *stuckSetup) Close() error {
 	s.once.Do(func() { close(s.closed) })
 	return nil
@@ -297,25 +310,66 @@ func TestStressRunsThatHangAreReportedAsFailed(t *testing.T) {
 	const timeout = 200 * time.Millisecond
 	var progress strings.Builder
 	start := time.Now()
-	res, err := Run(Options{Systems: []System{stuck{}}, Cases: Cases(BulkAsk, SlowHeap), Rounds: 3, Benchtime: time.Millisecond,
-		Stress: Stress{BulkAsks: 5, BulkSize: 1, SlowFor: 10 * time.Millisecond, Timeout: timeout}, Progress: &progress})
+	res, err := Run(Options{Systems: []System{stuck{}}, Cases: Cases(BulkAsk, SlowHeap, Stream), Rounds: 3, Benchtime: time.Millisecond,
+		Stress: Stress{BulkAsks: 5, BulkSize: 1, SlowFor: 10 * time.Millisecond, StreamBytes: 1 << 30, Timeout: timeout}, Progress: &progress})
 	if err != nil {
 		t.Fatalf("Run failed instead of reporting: %v", err)
 	}
 	if d := time.Since(start); d > 10*timeout {
 		t.Errorf("Run took %v: the failed cases ran again", d)
 	}
-	for _, c := range Cases(BulkAsk, SlowHeap) {
+	for _, c := range Cases(BulkAsk, SlowHeap, Stream) {
 		x, _ := res.Get("stuck", c)
 		if !strings.Contains(x.Err, "no result within") {
 			t.Errorf("%s: %+v, want a failure for want of a result", c, x)
 		}
 	}
-	if n := strings.Count(progress.String(), "FAILED"); n != 2 {
-		t.Errorf("%d failures in the progress, want 2:\n%s", n, progress.String())
+	if n := strings.Count(progress.String(), "FAILED"); n != 3 {
+		t.Errorf("%d failures in the progress, want 3:\n%s", n, progress.String())
 	}
 	md := strings.Join(strings.Fields(Markdown(res, fakeMachine())), " ")
 	for _, want := range []string{"| stuck | failed | failed | failed | failed |", "- stuck: no result within"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("the report lacks %q:\n%s", want, md)
+		}
+	}
+	if stream := section(md, "Bulk data through a stream"); !strings.Contains(stream, "| stuck | failed | failed | Failed: - stuck: no result within") {
+		t.Errorf("the stream table does not show the failure:\n%s", stream)
+	}
+}
+
+// TestStreamRunsEndToEnd runs the stream case through Run on every
+// system, in the report's short form: each system with streams moves
+// every byte and has a rate and a heap growth; the others are n/a.
+func TestStreamRunsEndToEnd(t *testing.T) {
+	const bytes = 32 << 20 // the report's -short
+	c := Case{Stream, StreamChunk, 1}
+	var progress strings.Builder
+	res, err := Run(Options{Systems: Systems(), Cases: Cases(Stream), Rounds: 1, Benchtime: time.Millisecond,
+		Stress: Stress{StreamBytes: bytes}, Progress: &progress})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sys := range Systems() {
+		x, ok := res.Get(sys.Name(), c)
+		switch {
+		case !ok:
+			t.Errorf("%s: no result", sys.Name())
+		case !slices.Contains(supportsStream, sys.Name()):
+			if !x.NA {
+				t.Errorf("%s: %+v, want n/a", sys.Name(), x)
+			}
+		case x.NA || x.Err != "":
+			t.Errorf("%s: n/a %v, failed %q", sys.Name(), x.NA, x.Err)
+		case x.N != bytes || x.Rate <= 0 || x.HeapGrowth < 0:
+			t.Errorf("%s: %+v", sys.Name(), x)
+		}
+	}
+	if !strings.Contains(progress.String(), "32 MiB in ") {
+		t.Errorf("no progress lines:\n%s", progress.String())
+	}
+	md := strings.Join(strings.Fields(Markdown(res, fakeMachine())), " ")
+	for _, want := range []string{"### Bulk data through a stream", "| chan | n/a | n/a |", "| rpcenv-tcp | "} {
 		if !strings.Contains(md, want) {
 			t.Errorf("the report lacks %q:\n%s", want, md)
 		}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/xml"
 	"fmt"
+	"slices"
 )
 
 // The chart's geometry, in pixels.
@@ -36,7 +37,9 @@ type svgPanel struct {
 // SVG draws r's main figures as a chart of horizontal bars: ask latency
 // (p50, with a tick at p99), ask throughput with 32 callers, and one-way
 // messages per second, at 64 B and 1 KiB side by side, one bar per
-// system. Scales are linear and each column has its own.
+// system that has a figure in any of them (raw-quic, which has only the
+// stream case, is left out; so is the stream case). Scales are linear
+// and each column has its own.
 func SVG(r *Results, m Machine) []byte {
 	panels := []svgPanel{
 		{
@@ -68,6 +71,7 @@ func SVG(r *Results, m Machine) []byte {
 			}
 		}
 	}
+	r = withFiguresIn(r, panels, sizes)
 	panelH := 44 + len(r.Systems)*svgRowH + 16
 	height := 96 + len(panels)*panelH
 
@@ -104,6 +108,25 @@ func SVG(r *Results, m Machine) []byte {
 	}
 	b.WriteString("</svg>\n")
 	return b.Bytes()
+}
+
+// withFiguresIn returns r with only the systems that have a figure in
+// one of the panels at one of the sizes, or that were not run there.
+func withFiguresIn(r *Results, panels []svgPanel, sizes []int) *Results {
+	kept := *r
+	kept.Systems = nil
+	for _, sys := range r.Systems {
+		for _, p := range panels {
+			if slices.ContainsFunc(sizes, func(size int) bool {
+				x, ok := r.Get(sys.Name(), p.c(size))
+				return !ok || !x.NA
+			}) {
+				kept.Systems = append(kept.Systems, sys)
+				break
+			}
+		}
+	}
+	return &kept
 }
 
 // svgPanelDraw draws panel p with its top at y.

@@ -38,6 +38,11 @@ type System interface {
 	// returns an error wrapping errors.ErrUnsupported if the system has
 	// no one-way messages.
 	NewSlowSender(receive func()) (SlowSender, error)
+	// NewStreamer sets up a server that reads each stream opened to it
+	// to its end and answers with the number of bytes it read, and a
+	// client that opens streams to it. It returns an error wrapping
+	// errors.ErrUnsupported if the system has no streams.
+	NewStreamer() (Streamer, error)
 }
 
 // Group is what kind of system a System is.
@@ -49,7 +54,8 @@ const (
 	// GroupLibrary is another RPC library (gRPC-go, net/rpc).
 	GroupLibrary
 	// GroupFloor is a floor: the least work that moves the same bytes
-	// (raw TCP frames, Go channels), with no library on top.
+	// (raw TCP frames, a raw QUIC stream, Go channels), with no library
+	// on top.
 	GroupFloor
 )
 
@@ -125,6 +131,19 @@ type SlowSender interface {
 	io.Closer
 }
 
+// A Streamer is the client side of a stream setup.
+type Streamer interface {
+	// Stream opens a stream to the server, writes n bytes through it in
+	// writes of chunk (the last one cut short), half-closes it, and
+	// returns the byte count the server answered with once it had read
+	// to the end. One goroutine at a time; each call is a new stream.
+	Stream(chunk []byte, n int64) (count int64, err error)
+	// Close tears down the client, the server and the connection, and
+	// waits for their goroutines to exit. A Stream in progress fails. It
+	// is safe to call more than once, and from any goroutine.
+	io.Closer
+}
+
 // Timeout bounds every wait of a system and of the engine: a reply, a
 // count or a whole run that takes longer is an error, so that no run can
 // hang.
@@ -141,6 +160,7 @@ func Systems() []System {
 		grpcSystem{stream: true},
 		netrpcSystem{},
 		rawTCPSystem{},
+		rawQUICSystem{},
 		chanSystem{},
 	}
 }

@@ -7,6 +7,7 @@
 //	go -C bench run ./cmd/report -short     # every system on every case, quickly; writes nothing
 //	go -C bench run ./cmd/report -systems rpcenv-tcp,grpc-unary -rounds 3
 //	go -C bench run ./cmd/report -short -workloads bulk-ask,slow-heap
+//	go -C bench run ./cmd/report -short -workloads stream -out /tmp/benchout
 package main
 
 import (
@@ -28,7 +29,7 @@ func main() {
 }
 
 func run() error {
-	short := flag.Bool("short", false, "a quick run: 2 rounds, 5ms benchtime, 10 asks during bulk sends, 300ms of slow-heap sending, and no files unless -out is given")
+	short := flag.Bool("short", false, "a quick run: 2 rounds, 5ms benchtime, 10 asks during bulk sends, 300ms of slow-heap sending, streams of 32 MiB (not 1 GiB), and no files unless -out is given")
 	rounds := flag.Int("rounds", 5, "rounds over every case and system (at least 1); 2 with -short")
 	benchtime := flag.Duration("benchtime", 250*time.Millisecond, "about how long one timed run takes; 5ms with -short")
 	systems := flag.String("systems", "", "comma-separated systems to run (default all): "+names())
@@ -44,6 +45,7 @@ func run() error {
 	if *short {
 		stress.BulkAsks = 10
 		stress.SlowFor = 300 * time.Millisecond
+		stress.StreamBytes = 32 << 20
 		if !set["rounds"] {
 			*rounds = 2
 		}
