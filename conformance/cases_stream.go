@@ -139,6 +139,14 @@ var streamCases = concat(
 			exchange(t, openStream(t, ref, spec), pattern(size, byte(100+i)), spec)
 		}
 	}),
+	// 100 MiB each way, byte for byte, over a connection (within one env,
+	// or from a client-mode env, the bytes take no other path than the
+	// smaller cases').
+	across("OneHundredMiBExact", []topology{remote}, func(t *testing.T, h *harness, at, from *core.Env) {
+		h.register(at, "digest", digester())
+		spec := StreamSpec{Send: 100 << 20, Seed: 42}
+		exchange(t, openStream(t, h.lookup(from, at, "digest"), spec), pattern(100<<20, 24), spec)
+	}),
 	// MaxMessageSize bounds messages, not streams: a stream's frames,
 	// 64 KiB of bytes each, cross envs whose limit is smaller.
 	[]testCase{{"ASmallMaxMessageSizeDoesNotLimitStreams", func(t *testing.T, h *harness) {
