@@ -233,3 +233,42 @@ func TestEMFILE(t *testing.T, transport string, tr core.Transport) {
 		t.Fatalf("Ask after the EMFILE burst = %#v, %v; want it echoed", v, err)
 	}
 }
+
+// TestStreamSIGKILL opens a stream to the child's "sink" and writes at
+// full speed, then kills the child with SIGKILL mid-stream: Read and
+// Write must fail with ErrDisconnected, never end with io.EOF.
+func TestStreamSIGKILL(t *testing.T, transport string, tr core.Transport) {
+	ch := StartChild(t, transport, "-heartbeat=50ms", "-peer-timeout=10s")
+	env := StartEnv(t, tr, core.Config{Name: "parent", HeartbeatInterval: 50 * time.Millisecond, PeerTimeout: 500 * time.Millisecond})
+	sink := MustLookup(t, env, ch.Addr+"/sink")
+	ctx, cancel := context.WithTimeout(context.Background(), Wait)
+	defer cancel()
+	s, err := sink.OpenStream(ctx, "upload")
+	if err != nil {
+		t.Fatalf("OpenStream to the child: %v", err)
+	}
+	defer s.Close()
+	werr := make(chan error, 1)
+	go func() { // writes until the stream fails
+		chunk := make([]byte, 64<<10)
+		for {
+			if _, err := s.Write(chunk); err != nil {
+				werr <- err
+				return
+			}
+		}
+	}()
+	var b [1]byte
+	if _, err := s.Read(b[:]); err != nil {
+		t.Fatalf("the child's sign that bytes flow: %v", err)
+	}
+	if err := ch.Cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Read(b[:]); !errors.Is(err, core.ErrDisconnected) {
+		t.Errorf("Read after the child was killed mid-stream: %v, want ErrDisconnected (never io.EOF)", err)
+	}
+	if err := Await(t, werr, "the writer to fail"); !errors.Is(err, core.ErrDisconnected) {
+		t.Errorf("Write after the child was killed mid-stream: %v, want ErrDisconnected", err)
+	}
+}

@@ -18,3 +18,7 @@ func TestAPeerThatStopsAnsweringIsDeclaredDeadAfterPeerTimeout(t *testing.T) {
 func TestThroughAFaultProxy(t *testing.T) {
 	peertest.TestFaults(t, "quic", quic.New(quic.Options{Logger: discardLog}))
 }
+
+func TestAStreamToAProcessKilledMidStreamFails(t *testing.T) {
+	peertest.TestStreamSIGKILL(t, "quic", quic.New(quic.Options{Logger: discardLog}))
+}

@@ -22,3 +22,7 @@ func TestAListenerOutOfDescriptorsKeepsAccepting(t *testing.T) {
 func TestThroughAFaultProxy(t *testing.T) {
 	peertest.TestFaults(t, "tcp", tcp.New(tcp.Options{}))
 }
+
+func TestAStreamToAProcessKilledMidStreamFails(t *testing.T) {
+	peertest.TestStreamSIGKILL(t, "tcp", tcp.New(tcp.Options{}))
+}

@@ -1,7 +1,7 @@
 // Command peer is the child program of the transports' two-process
 // tests: it starts an env on -transport (tcp or quic) at 127.0.0.1:0,
-// prints its address on stdout, and serves the endpoints "echo" and
-// "hang" (see package peertest) until its stdin is closed or it is killed.
+// prints its address on stdout, and serves the endpoints "echo", "hang"
+// and "sink" (see package peertest) until its stdin is closed or it is killed.
 // With -nofile it first lowers its own descriptor limit, so that a test
 // can make its accepts fail with EMFILE.
 package main
@@ -47,6 +47,26 @@ func (hang) Receive(c *core.Context, msg any) error {
 	return nil
 }
 
+// sink accepts streams and reads them to their end; after the first
+// bytes, it writes one byte back, so that the opener knows they flow.
+type sink struct{}
+
+func (sink) Receive(c *core.Context, msg any) error { return nil }
+
+func (sink) ReceiveStream(c *core.Context, msg any, s *core.Stream) error {
+	go func() { // ends with the stream
+		defer s.Close()
+		if _, err := s.Read(make([]byte, 64<<10)); err != nil {
+			return
+		}
+		if _, err := s.Write([]byte{1}); err != nil {
+			return
+		}
+		io.Copy(io.Discard, s)
+	}()
+	return nil
+}
+
 func main() {
 	transport := flag.String("transport", "tcp", "tcp or quic")
 	heartbeat := flag.Duration("heartbeat", 0, "Config.HeartbeatInterval")
@@ -83,7 +103,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	for name, ep := range map[string]core.Endpoint{"echo": echo{}, "hang": hang{}} {
+	for name, ep := range map[string]core.Endpoint{"echo": echo{}, "hang": hang{}, "sink": sink{}} {
 		if _, err := env.Register(name, ep); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
