@@ -148,3 +148,42 @@ func TestStreamsCrossWithAMaxMessageSizeBelowAFrame(t *testing.T) {
 		t.Fatal("a 1-byte slice is no stream frame")
 	}
 }
+
+// Whatever stream frames a peer sends, the env neither panics nor holds
+// more than a stream's window: a frame is acted on or refused with an
+// error (the connection would then close).
+func FuzzStreamFrames(f *testing.F) {
+	f.Add(uint8(kindStreamData), uint64(3), []byte{0x43, 1, 2, 3})
+	f.Add(uint8(kindStreamCredit), uint64(2), []byte{0x19, 0x10, 0x00})
+	f.Add(uint8(kindStreamEnd), uint64(3), []byte{cborNull})
+	f.Add(uint8(kindStreamReset), uint64(2), []byte{cborNull})
+	f.Add(uint8(kindStreamStop), uint64(3), []byte{cborNull})
+	f.Add(uint8(kindStreamData), uint64(99), []byte{0x5a, 0xff, 0xff, 0xff, 0xff})
+	f.Fuzz(func(t *testing.T, kind uint8, id uint64, body []byte) {
+		e := &Env{}
+		p := &peer{env: e, closed: make(chan struct{}), calls: map[uint64]*call{}, inCalls: map[uint64]*inCall{}}
+		p.out = newOutbox(p)
+		for _, key := range []streamKey{{mine: true, id: 1}, {mine: false, id: 1}} {
+			s := newStream(context.Background(), "peer")
+			s.link = &remoteLink{p: p, key: key}
+			if err := p.addStream(key, s); err != nil {
+				t.Fatal(err)
+			}
+		}
+		env := envelope{Kind: kindStreamData + kind%5, ID: id, Body: body, Code: "c", Message: "m"}
+		for range 8 { // again and again: a window's worth and beyond
+			if err := p.handleStream(&env); err != nil && !errors.Is(err, ErrProtocol) {
+				t.Fatalf("error not a protocol violation: %v", err)
+			}
+		}
+		for _, s := range p.streams {
+			s.mu.Lock()
+			held := s.inLen
+			s.mu.Unlock()
+			if held > streamWindow {
+				t.Fatalf("a stream holds %d bytes, beyond its window", held)
+			}
+		}
+		p.out.close(errors.New("done"))
+	})
+}
