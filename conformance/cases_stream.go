@@ -353,6 +353,52 @@ var streamCases = concat(
 			}
 		}
 	}),
+	// An open whose context ends before the endpoint takes it fails; when
+	// the endpoint takes it later, the stream it gets is over at once (its
+	// writes fail), instead of writing to no one for ever.
+	across("AnOpenThatGaveUpLeavesNoStream", all, func(t *testing.T, h *harness, at, from *core.Env) {
+		busy, release := make(chan struct{}), make(chan struct{})
+		late := make(chan error, 1)
+		h.register(at, "slow", &streamer{
+			probe: probe{receive: func(c *core.Context, msg any) error {
+				close(busy)
+				<-release // holds the endpoint's only worker
+				return nil
+			}},
+			recv: func(c *core.Context, msg any, s *core.Stream) error {
+				go func() {
+					chunk := pattern(64<<10, 7)
+					for range 64 { // 4 MiB at most: beyond any window
+						if _, err := s.Write(chunk); err != nil {
+							late <- err
+							return
+						}
+					}
+					late <- nil
+				}()
+				return nil
+			},
+		})
+		ref := h.lookup(from, at, "slow")
+		if err := ref.Send(Ping{}); err != nil {
+			t.Fatal(err)
+		}
+		closed(t, busy, "the endpoint to be busy")
+		ctx, cancel := context.WithCancel(context.Background())
+		opened := make(chan error, 1)
+		go func() {
+			_, err := ref.OpenStream(ctx, StreamSpec{})
+			opened <- err
+		}()
+		cancel()
+		if err := recv(t, opened, "the open to give up"); !errors.Is(err, context.Canceled) {
+			t.Fatalf("OpenStream whose context ended first: %v, want context.Canceled", err)
+		}
+		close(release)
+		if err := recv(t, late, "the late stream's writer"); err == nil {
+			t.Fatal("a stream whose opener gave up took 4 MiB of writes")
+		}
+	}),
 	across("OpenToAMissingOrNonStreamEndpointFails", all, func(t *testing.T, h *harness, at, from *core.Env) {
 		h.register(at, "echo", echo())
 		ctx, cancel := context.WithTimeout(context.Background(), waitLimit)

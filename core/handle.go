@@ -93,6 +93,9 @@ func (e *Env) handle(p *peer, env *envelope, size int, owned bool) error {
 		p.mu.Unlock()
 		if ic != nil {
 			ic.end()
+			if s := ic.hctx.stream; s != nil { // an open given up: the stream is over before it began
+				s.fail(fmt.Errorf("rpcenv: stream from %s: the opener gave up: %w", s.remote, ErrStreamClosed))
+			}
 		}
 	case kindBeat:
 		// counted by the read loop; nothing else to do
