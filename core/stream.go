@@ -109,17 +109,7 @@ func (s *Stream) Context() context.Context { return s.ctx }
 func (s *Stream) Read(p []byte) (int, error) {
 	s.mu.Lock()
 	for s.inLen == 0 && !s.eof && s.rerr == nil {
-		if s.rwait == nil {
-			s.rwait = make(chan struct{})
-		}
-		ch := s.rwait
-		s.mu.Unlock()
-		select {
-		case <-ch:
-		case <-s.ctx.Done():
-			s.fail(s.ctxErr())
-		}
-		s.mu.Lock()
+		s.wait(&s.rwait)
 	}
 	if s.inLen == 0 {
 		err := s.rerr
@@ -164,17 +154,7 @@ func (s *Stream) Write(p []byte) (int, error) {
 	for n < len(p) || len(p) == 0 {
 		s.mu.Lock()
 		for s.credit <= 0 && s.werr == nil && !s.wclosed {
-			if s.wwait == nil {
-				s.wwait = make(chan struct{})
-			}
-			ch := s.wwait
-			s.mu.Unlock()
-			select {
-			case <-ch:
-			case <-s.ctx.Done():
-				s.fail(s.ctxErr())
-			}
-			s.mu.Lock()
+			s.wait(&s.wwait)
 		}
 		if err := s.writeErr(); err != nil {
 			s.mu.Unlock()
@@ -197,6 +177,23 @@ func (s *Stream) Write(p []byte) (int, error) {
 		n += m
 	}
 	return n, nil
+}
+
+// wait parks until *slot (rwait or wwait) is closed, or the stream's
+// Context ends (the stream then fails). Called with mu held; it returns
+// with mu held.
+func (s *Stream) wait(slot *chan struct{}) {
+	if *slot == nil {
+		*slot = make(chan struct{})
+	}
+	ch := *slot
+	s.mu.Unlock()
+	select {
+	case <-ch:
+	case <-s.ctx.Done():
+		s.fail(s.ctxErr())
+	}
+	s.mu.Lock()
 }
 
 // writeErr is why Write cannot go on, or nil. Called with mu held.

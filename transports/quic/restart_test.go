@@ -254,32 +254,7 @@ func (c *recordedConn) ReadFrame() ([]byte, error) {
 // of the env's own (a retransmission) drew the reset first, sent on a new
 // connection. Either way the next ask reaches the new server.
 func TestAnEnvLearnsOfARestartedServerThroughAStatelessReset(t *testing.T) {
-	cfg, err := quic.SelfSignedTLS()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert := cfg.Certificates[0]
-	priv, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	spec := serverSpec{Env: true, Addr: "127.0.0.1:0", Cert: cert.Certificate[0], PrivateKey: priv}
-	old := startServer(t, spec)
-
-	const long = 30 * time.Second
-	rec := &recorder{
-		Transport: quic.New(quic.Options{Logger: discardLog, IdleTimeout: long}),
-		ended:     make(chan error, 4),
-	}
-	client := startEnv(t, rec, core.Config{Name: "client", PeerTimeout: long})
-	echo := mustLookup(t, client, "quic://"+old.addr+"/echo")
-	if v, err := askWithin(t, echo, "before"); err != nil || v != "before" {
-		t.Fatalf("ask before the restart = %v, %v", v, err)
-	}
-
-	old.kill()
-	spec.Addr = old.addr
-	startServer(t, spec)
+	rec, echo := restartedServer(t, quic.Options{}, core.Config{})
 	ctx, cancel := context.WithTimeout(context.Background(), testWait) // a safety net, not a measure
 	defer cancel()
 	v, err := echo.Ask(ctx, "after")
@@ -305,11 +280,29 @@ func TestAnEnvLearnsOfARestartedServerThroughAStatelessReset(t *testing.T) {
 // stateless reset (a reset answers only packets over 42 bytes). Without
 // the padding, only the 30 s PeerTimeout would end it.
 func TestAnIdleEnvLearnsOfARestartedServerAtItsNextHeartbeat(t *testing.T) {
-	cfg, err := quic.SelfSignedTLS()
+	rec, _ := restartedServer(t, quic.Options{KeepAlive: -1}, core.Config{HeartbeatInterval: 50 * time.Millisecond})
+	// Nothing is asked now: only heartbeats cross.
+	err := await(t, rec.ended, "the idle connection to the killed server to end")
+	var sr *quicgo.StatelessResetError
+	if !errors.As(err, &sr) {
+		t.Fatalf("the idle connection to the killed server ended with %v; want a *quicgo.StatelessResetError", err)
+	}
+}
+
+// restartedServer starts a server process with a certificate (so a
+// derived reset key), connects a client env to its echo endpoint over a
+// transport that records how each connection ended, then kills the
+// server and starts it again on the same port with the same
+// certificate. opts and cfg are the client's, with IdleTimeout and
+// PeerTimeout long (30 s), so that only a stateless reset ends the old
+// connection soon.
+func restartedServer(t *testing.T, opts quic.Options, cfg core.Config) (*recorder, *core.Ref) {
+	t.Helper()
+	tlsCfg, err := quic.SelfSignedTLS()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cert := cfg.Certificates[0]
+	cert := tlsCfg.Certificates[0]
 	priv, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
 	if err != nil {
 		t.Fatal(err)
@@ -318,11 +311,10 @@ func TestAnIdleEnvLearnsOfARestartedServerAtItsNextHeartbeat(t *testing.T) {
 	old := startServer(t, spec)
 
 	const long = 30 * time.Second
-	rec := &recorder{
-		Transport: quic.New(quic.Options{Logger: discardLog, IdleTimeout: long, KeepAlive: -1}),
-		ended:     make(chan error, 4),
-	}
-	client := startEnv(t, rec, core.Config{Name: "client", HeartbeatInterval: 50 * time.Millisecond, PeerTimeout: long})
+	opts.Logger, opts.IdleTimeout = discardLog, long
+	rec := &recorder{Transport: quic.New(opts), ended: make(chan error, 4)}
+	cfg.Name, cfg.PeerTimeout = "client", long
+	client := startEnv(t, rec, cfg)
 	echo := mustLookup(t, client, "quic://"+old.addr+"/echo")
 	if v, err := askWithin(t, echo, "before"); err != nil || v != "before" {
 		t.Fatalf("ask before the restart = %v, %v", v, err)
@@ -330,10 +322,5 @@ func TestAnIdleEnvLearnsOfARestartedServerAtItsNextHeartbeat(t *testing.T) {
 	old.kill()
 	spec.Addr = old.addr
 	startServer(t, spec)
-	// Nothing is asked now: only heartbeats cross.
-	err = await(t, rec.ended, "the idle connection to the killed server to end")
-	var sr *quicgo.StatelessResetError
-	if !errors.As(err, &sr) {
-		t.Fatalf("the idle connection to the killed server ended with %v; want a *quicgo.StatelessResetError", err)
-	}
+	return rec, echo
 }
