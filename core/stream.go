@@ -72,6 +72,24 @@ type Stream struct {
 	over    bool          // both directions are done, or the stream failed: released
 }
 
+// streamBufs recycles the buffers received stream data waits in: a
+// stream that moves gigabytes then allocates nothing per frame.
+var streamBufs = sync.Pool{New: func() any { return new([streamPiece]byte) }}
+
+// streamBuf returns a copy of p (at most streamPiece bytes) in a
+// recycled buffer.
+func streamBuf(p []byte) []byte {
+	b := streamBufs.Get().(*[streamPiece]byte)
+	return b[:copy(b[:], p)]
+}
+
+// freeStreamBuf gives back a buffer made by streamBuf.
+func freeStreamBuf(b []byte) {
+	if cap(b) == streamPiece {
+		streamBufs.Put((*[streamPiece]byte)(b[:streamPiece]))
+	}
+}
+
 // streamLink is how a Stream's output reaches its peer.
 type streamLink interface {
 	// data sends p (at most streamPiece bytes, within the credit). It may
@@ -125,6 +143,7 @@ func (s *Stream) Read(p []byte) (int, error) {
 		n += c
 		s.inOff += c
 		if s.inOff == len(s.in[0]) {
+			freeStreamBuf(s.in[0])
 			s.in[0] = nil
 			s.in = s.in[1:]
 			s.inOff = 0
@@ -301,20 +320,20 @@ func (s *Stream) abort(local error, code, message string) {
 
 // The receiving side, called by the link.
 
-// deliver adds p (the Stream's own copy) to what Read returns. It fails
-// when the peer sent beyond the credit it was given.
+// deliver adds a copy of p (at most streamPiece bytes) to what Read
+// returns. It fails when the peer sent beyond the credit it was given.
 func (s *Stream) deliver(p []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.over || s.rerr != nil || s.eof {
 		return nil // a stream this side closed: dropped
 	}
-	if len(p) > s.granted {
+	if len(p) > streamPiece || len(p) > s.granted {
 		return fmt.Errorf("%w: stream data beyond its window (%d bytes, %d granted)", ErrProtocol, len(p), s.granted)
 	}
 	s.granted -= len(p)
 	if len(p) > 0 {
-		s.in = append(s.in, p)
+		s.in = append(s.in, streamBuf(p))
 		s.inLen += len(p)
 	}
 	s.wakeReader()
@@ -387,6 +406,9 @@ func (s *Stream) release(err error, forget bool) {
 		if s.rerr == nil {
 			s.rerr = err
 		}
+		for _, b := range s.in {
+			freeStreamBuf(b)
+		}
 		s.in, s.inLen, s.inOff = nil, 0, 0
 	}
 	if s.werr == nil {
@@ -454,12 +476,7 @@ func newLocalPair(parent context.Context, opener, acceptor string) (*Stream, *St
 	return a, b
 }
 
-func (l *localLink) data(s *Stream, p []byte) error {
-	if err := l.twin.deliver(append([]byte(nil), p...)); err != nil {
-		return err
-	}
-	return nil
-}
+func (l *localLink) data(s *Stream, p []byte) error { return l.twin.deliver(p) }
 
 func (l *localLink) end(s *Stream) error {
 	l.twin.ended()

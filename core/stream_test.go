@@ -82,15 +82,22 @@ func TestAStreamsWriterWaitsForItsSlowReader(t *testing.T) {
 	}
 }
 
-// A peer that sends beyond the credit it was given breaks the protocol.
+// A peer that sends beyond the credit it was given, or more than a frame
+// carries at once, breaks the protocol.
 func TestStreamDataBeyondTheWindowIsAProtocolViolation(t *testing.T) {
 	s := newStream(context.Background(), "peer")
 	s.link = &localLink{twin: s}
-	if err := s.deliver(make([]byte, streamWindow)); err != nil {
-		t.Fatalf("a window's worth: %v", err)
+	for range streamWindow / streamPiece {
+		if err := s.deliver(make([]byte, streamPiece)); err != nil {
+			t.Fatalf("a window's worth, a frame at a time: %v", err)
+		}
 	}
 	if err := s.deliver([]byte{1}); !errors.Is(err, ErrProtocol) {
 		t.Fatalf("one byte beyond the window: %v, want ErrProtocol", err)
+	}
+	fresh := newStream(context.Background(), "peer")
+	if err := fresh.deliver(make([]byte, streamPiece+1)); !errors.Is(err, ErrProtocol) {
+		t.Fatalf("one piece of %d bytes: %v, want ErrProtocol", streamPiece+1, err)
 	}
 }
 

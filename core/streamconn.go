@@ -175,7 +175,10 @@ func (p *peer) handleStream(env *envelope) error {
 		if !ok || major != 2 || uint64(len(env.Body)-d.off) != n {
 			return fmt.Errorf("%w: stream data must be a byte string", ErrProtocol)
 		}
-		return s.deliver(append([]byte(nil), env.Body[d.off:]...))
+		if n > streamPiece {
+			return fmt.Errorf("%w: stream data of %d bytes, more than a frame carries (%d)", ErrProtocol, n, streamPiece)
+		}
+		return s.deliver(env.Body[d.off:])
 	case kindStreamCredit:
 		d := frameReader{b: env.Body}
 		n, ok := d.uint()
