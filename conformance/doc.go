@@ -33,8 +33,11 @@
 // failures, refs inside messages, authentication, size limits, network
 // events, client-mode peers told apart (ClientPeers), connections cut
 // under blocked senders and one end's close seen at the other with
-// heartbeats off (Cut), shutdown, flow control and interleaving
-// (Pressure). Between the envs and the transport the suite puts a thin
+// heartbeats off (Cut), shutdown and its hard stage (Shutdown), flow
+// control and interleaving (Pressure), byte streams: exact bytes up to
+// 100 MiB, half-closes, aborts, a hundred at once, a cut mid-stream
+// (Streams), and the file server: served files and directories, missing
+// names, path escapes (Files). Between the envs and the transport the suite puts a thin
 // wrapper of its own, which can cut connections (both ends, as a failed
 // network would, or one end, as a peer that closed it), freeze the
 // accepting side (as a stopped process would) and see every frame,
