@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/rpcenv/rpcenv/core"
@@ -235,6 +236,62 @@ var streamCases = concat(
 		if _, err := s.Read(make([]byte, 1)); !errors.Is(err, core.ErrStreamClosed) {
 			t.Errorf("Read after Close: %v, want ErrStreamClosed", err)
 		}
+	}),
+	// A reader that does not read holds the writer back: what the writer
+	// has written can never exceed what the reader has taken plus the
+	// stream's window (256 KiB), however long it writes. The asks made
+	// meanwhile give it every chance to run ahead; then the reader reads
+	// it all, and the writer finishes.
+	across("ASlowReaderHoldsTheWriterBack", all, func(t *testing.T, h *harness, at, from *core.Env) {
+		h.register(at, "echo", echo())
+		inside := make(chan *core.Stream, 1)
+		h.register(at, "idle", &streamer{recv: func(c *core.Context, msg any, s *core.Stream) error {
+			inside <- s
+			return nil
+		}})
+		s := openStream(t, h.lookup(from, at, "idle"), StreamSpec{})
+		theirs := recv(t, inside, "the stream to reach the handler")
+		const total = 8 << 20
+		var written atomic.Int64
+		werr := make(chan error, 1)
+		go func() {
+			chunk := pattern(16<<10, 2)
+			for written.Load() < total {
+				n, err := s.Write(chunk)
+				written.Add(int64(n))
+				if err != nil {
+					werr <- err
+					return
+				}
+			}
+			werr <- s.CloseWrite()
+		}()
+		echoRef := h.lookup(from, at, "echo")
+		for i := range 20 {
+			if _, err := ask(t, echoRef, Ping{N: i}); err != nil {
+				t.Fatal(err)
+			}
+			if w := written.Load(); w > 256<<10 {
+				t.Fatalf("the writer wrote %d bytes while the reader read none: more than the stream's window (256 KiB)", w)
+			}
+		}
+		type result struct {
+			n   int64
+			err error
+		}
+		read := make(chan result, 1)
+		go func() {
+			n, err := io.Copy(io.Discard, theirs)
+			read <- result{n, err}
+		}()
+		if r := recv(t, read, "the reader to get everything"); r.err != nil || r.n != total {
+			t.Fatalf("the reader got %d bytes, %v; want %d", r.n, r.err, total)
+		}
+		if err := recv(t, werr, "the writer"); err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+		theirs.Close()
 	}),
 	across("CloseWithErrorReachesThePeer", all, func(t *testing.T, h *harness, at, from *core.Env) {
 		h.register(at, "quota", &streamer{recv: func(c *core.Context, msg any, s *core.Stream) error {
