@@ -56,6 +56,8 @@ type Config struct {
 	// MaxMessageSize is the largest encoded message (the whole frame),
 	// sent or received. 0 means DefaultMaxMessageSize (128 MiB). Messages
 	// to endpoints of the same env are not encoded, so not measured.
+	// Streams (Ref.OpenStream) are not messages: only their opening
+	// message counts, and their bytes have no limit.
 	MaxMessageSize int
 	// Logger receives the env's log lines. nil means slog.Default().
 	Logger *slog.Logger

@@ -134,3 +134,17 @@ func (e *PanicError) Unwrap() error {
 	err, _ := e.Value.(error)
 	return err
 }
+
+// maxErrorText is the most of an error's text that crosses the wire, in
+// a Fail or a Stream reset (docs/PROTOCOL.md, "Limits").
+const maxErrorText = 4096
+
+// errorText is err's text as it crosses the wire: cut to maxErrorText
+// bytes.
+func errorText(err error) string {
+	msg := err.Error()
+	if len(msg) > maxErrorText {
+		msg = msg[:maxErrorText] + "..."
+	}
+	return msg
+}

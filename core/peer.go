@@ -165,10 +165,7 @@ func (p *peer) cancelRemote(id uint64) {
 // sendFail answers the peer's ask id with err. from is the URI of the
 // endpoint that failed, or "" when the env itself answers.
 func (p *peer) sendFail(id uint64, from string, err error) {
-	msg := err.Error()
-	if len(msg) > 4096 {
-		msg = msg[:4096] + "..."
-	}
+	msg := errorText(err)
 	frame, ferr := encodeFrame(&header{kind: kindFail, id: id, to: from, code: codeOf(err), message: msg}, nil, max(p.env.maxMsg, 8192))
 	if ferr == nil {
 		p.control(frame)

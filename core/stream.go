@@ -297,10 +297,7 @@ func (s *Stream) CloseWithError(err error) error {
 	if err == nil {
 		return s.Close()
 	}
-	msg := err.Error()
-	if len(msg) > 4096 {
-		msg = msg[:4096] + "..."
-	}
+	msg := errorText(err)
 	s.abort(fmt.Errorf("rpcenv: stream to %s: aborted (%v): %w", s.remote, err, ErrStreamClosed), codeOf(err), msg)
 	return nil
 }
@@ -353,10 +350,7 @@ func (s *Stream) ended() {
 func (s *Stream) credited(n int) {
 	s.mu.Lock()
 	s.credit = min(s.credit+n, 1<<40)
-	if s.wwait != nil {
-		close(s.wwait)
-		s.wwait = nil
-	}
+	s.wakeWriter()
 	s.mu.Unlock()
 }
 
@@ -375,10 +369,7 @@ func (s *Stream) stopped() {
 	if s.werr == nil {
 		s.werr = &RemoteError{Endpoint: s.remote, Message: "the peer closed the stream", Code: codeOf(ErrStreamClosed)}
 	}
-	if s.wwait != nil {
-		close(s.wwait)
-		s.wwait = nil
-	}
+	s.wakeWriter()
 	s.mu.Unlock()
 	s.link.reset(s, codeOf(ErrStreamClosed), "the stream is closed")
 	s.maybeOver()
@@ -415,10 +406,7 @@ func (s *Stream) release(err error, forget bool) {
 		s.werr = err
 	}
 	s.wakeReader()
-	if s.wwait != nil {
-		close(s.wwait)
-		s.wwait = nil
-	}
+	s.wakeWriter()
 	s.mu.Unlock()
 	s.cancel(err)
 	if forget {
@@ -445,11 +433,16 @@ func (s *Stream) maybeOver() {
 	}
 }
 
-// wakeReader wakes a waiting Read. Called with mu held.
-func (s *Stream) wakeReader() {
-	if s.rwait != nil {
-		close(s.rwait)
-		s.rwait = nil
+// wakeReader and wakeWriter wake a waiting Read or Write. Called with
+// mu held.
+func (s *Stream) wakeReader() { wake(&s.rwait) }
+func (s *Stream) wakeWriter() { wake(&s.wwait) }
+
+// wake closes *slot, if a waiter made it.
+func wake(slot *chan struct{}) {
+	if *slot != nil {
+		close(*slot)
+		*slot = nil
 	}
 }
 

@@ -144,18 +144,6 @@ func TestATooLargeMessagePointsToStreams(t *testing.T) {
 	}
 }
 
-// Stream frames carry up to 64 KiB of bytes, more than a small
-// MaxMessageSize: the limit is for messages, and must not refuse them.
-func TestStreamsCrossWithAMaxMessageSizeBelowAFrame(t *testing.T) {
-	frame := streamFrame(kindStreamData, 3, make([]byte, streamPiece), 0, "", "")
-	if !isStreamFrame(frame) || len(frame) <= 64<<10 {
-		t.Fatalf("a full data frame: %d bytes, isStreamFrame %v", len(frame), isStreamFrame(frame))
-	}
-	if isStreamFrame(streamFrame(kindStreamData, 3, nil, 0, "", "")[:1]) {
-		t.Fatal("a 1-byte slice is no stream frame")
-	}
-}
-
 // Whatever stream frames a peer sends, the env neither panics nor holds
 // more than a stream's window: a frame is acted on or refused with an
 // error (the connection would then close).

@@ -2,20 +2,15 @@ package harness
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"fmt"
-	"math/big"
 	"net"
 	"sync"
-	"time"
 
 	"github.com/quic-go/quic-go"
+
+	rpcquic "github.com/rpcenv/rpcenv/transports/quic"
 )
 
 // rawQUICSystem is the floor for QUIC: quic-go streams between a quic-go
@@ -169,40 +164,15 @@ func (q *quicStreamer) Close() error {
 }
 
 // selfSignedTLS returns the TLS configs of a raw-quic server and client:
-// a fresh self-signed certificate (ECDSA P-256) for 127.0.0.1, which the
-// client verifies.
+// rpcenv's own self-signed certificate for 127.0.0.1 (the same one its
+// QUIC transport makes), verified by both sides.
 func selfSignedTLS() (server, client *tls.Config, err error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	cfg, err := rpcquic.SelfSignedTLS("127.0.0.1")
 	if err != nil {
 		return nil, nil, err
 	}
-	now := time.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "rpcenv bench raw-quic"},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return nil, nil, err
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, nil, err
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(leaf)
-	server = &tls.Config{
-		Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}},
-		NextProtos:   []string{rawQUICALPN},
-		MinVersion:   tls.VersionTLS13,
-	}
-	client = &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", NextProtos: []string{rawQUICALPN}, MinVersion: tls.VersionTLS13}
-	return server, client, nil
+	cfg.NextProtos = []string{rawQUICALPN}
+	client = cfg.Clone()
+	client.ServerName = "127.0.0.1"
+	return cfg, client, nil
 }

@@ -144,11 +144,10 @@ func (d *driver) ListPrimes(c *core.Context, m msg.ListPrimes, s *core.Stream) e
 }
 
 // listTask has one executor list every prime below the limit: a result
-// larger than a message may be, which comes back through a stream. It
-// waits for the list, or ctx.
-func (d *driver) listTask(ctx context.Context) listReport {
+// larger than a message may be, which comes back through a stream and is
+// checked against want. It waits for the list, or ctx.
+func (d *driver) listTask(ctx context.Context, want []uint64) listReport {
 	limit := d.job.limit()
-	want := primesBelow(limit)
 	d.mu.Lock()
 	d.listWant = want
 	xs := d.sortedExecs()

@@ -3,7 +3,8 @@ package main
 import "math"
 
 // job is the work: count the primes below Tasks*RangeSize, one task per
-// range of RangeSize numbers. Its result is checked against a sieve.
+// range of RangeSize numbers. Its result is checked against a sieve
+// (primesBelow).
 type job struct {
 	Tasks     int
 	RangeSize uint64
@@ -50,25 +51,4 @@ func isPrime(x uint64) bool {
 		}
 	}
 	return true
-}
-
-// expected counts the primes below j.limit() with a sieve of
-// Eratosthenes: the number the job's total must equal.
-func (j job) expected() uint64 {
-	n := j.limit()
-	if n < 3 {
-		return 0
-	}
-	composite := make([]bool, n)
-	var count uint64
-	for i := uint64(2); i < n; i++ {
-		if composite[i] {
-			continue
-		}
-		count++
-		for k := i * i; k < n; k += i {
-			composite[k] = true
-		}
-	}
-	return count
 }

@@ -233,8 +233,8 @@ func driveWith(ctx context.Context, cfg config, env *core.Env, transport string,
 	if err != nil {
 		return err
 	}
-	expected := make(chan uint64, 1)
-	go func() { expected <- j.expected() }() // ends on its own
+	primes := make(chan []uint64, 1)                 // the reference: the total's count, and the list task's list
+	go func() { primes <- primesBelow(j.limit()) }() // ends on its own
 
 	bg, stopBg := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -249,14 +249,15 @@ func driveWith(ctx context.Context, cfg config, env *core.Env, transport string,
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("driver: the job did not finish (%d/%d tasks): %w", d.finished.Load(), j.Tasks, err)
 	}
+	want := <-primes
 	lctx, cancel := context.WithTimeout(ctx, time.Minute)
-	list := d.listTask(lctx)
+	list := d.listTask(lctx, want)
 	cancel()
 	stats := d.stopExecutors(ctx)
 	s := d.summary(stats)
 	s.list = list
 	s.transport = transport
-	s.expected = <-expected
+	s.expected = uint64(len(want))
 	s.write(stdout)
 	if !s.ok() {
 		return fmt.Errorf("driver: wrong result %d, want %d", s.total, s.expected)

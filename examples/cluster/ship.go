@@ -103,7 +103,8 @@ func fetch(ctx context.Context, env *core.Env, uri string, want [32]byte) (time.
 	return time.Since(start), n, nil
 }
 
-// primesBelow lists the primes below n with a sieve.
+// primesBelow lists the primes below n with a sieve of Eratosthenes:
+// the driver's reference for the job's total and for the list task.
 func primesBelow(n uint64) []uint64 {
 	if n < 3 {
 		return nil
