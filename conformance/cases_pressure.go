@@ -286,6 +286,41 @@ var pressureCases = []testCase{
 		}
 	}},
 
+	// Close ends at once although its connection is stuck: the peer stopped
+	// reading while large messages were in flight and senders were
+	// blocked. Close releases the senders and the writer, and Done closes
+	// (no endpoint code is running).
+	{"CloseEndsWhileAPeerStopsReadingWithLargeMessagesInFlight", func(t *testing.T, h *harness) {
+		at, from := h.server("at"), h.client("from")
+		h.register(at, "sink", &probe{})
+		ref := h.lookup(from, at, "sink")
+		h.wire.freeze(1) // accepted connections write their hello, then stop
+		h.wire.sever()
+		errs := make(chan error, 4)
+		blob := Blob{Data: make([]byte, 32<<20)}
+		for range cap(errs) {
+			go func() {
+				var err error
+				for range 4 {
+					if err = ref.Send(blob); err != nil {
+						break
+					}
+				}
+				errs <- err
+			}()
+		}
+		if err := from.Close(); err != nil {
+			t.Fatalf("Close with a peer that stopped reading: %v", err)
+		}
+		closed(t, from.Done(), "Done after Close")
+		for range cap(errs) {
+			err := recv(t, errs, "a sender to the stalled peer")
+			if err != nil && !errors.Is(err, core.ErrEnvStopped) && !errors.Is(err, core.ErrDisconnected) {
+				t.Errorf("a sender released by Close returned %v; want nil, ErrEnvStopped or ErrDisconnected", err)
+			}
+		}
+	}},
+
 	// Flow control: a slow endpoint holds at most its inbox limit (or the
 	// initial window) plus one message from a fast remote sender, which
 	// waits; another endpoint on the same connection keeps receiving; and
