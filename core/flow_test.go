@@ -113,28 +113,34 @@ func TestALocalSendToAFullInboxFailsAtOnce(t *testing.T) {
 // outbox that no connection will ever write.
 func TestASendDuringReconnectBackoffFails(t *testing.T) {
 	dropped := make(chan DeadLetter, 4)
-	e, err := NewEnv(Config{Name: "backoff", Transports: []Transport{nowhere{}}, OnDeadLetter: func(d DeadLetter) { dropped <- d }})
+	tr := nowhere{dialing: make(chan struct{})}
+	e, err := NewEnv(Config{Name: "backoff", Transports: []Transport{tr}, OnDeadLetter: func(d DeadLetter) { dropped <- d }})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.Shutdown(context.Background()) })
 	ref := newRef(e, "x", "nowhere://peer", "0123456789abcdef", "peer")
-	if err := ref.Send(1); err != nil {
+	if err := ref.Send(1); err != nil { // the dial waits for dialing: the send queues
 		t.Fatalf("the first send (queued while connecting): %v", err)
 	}
-	<-dropped // the connect failed: the queued send is a dead letter
+	close(tr.dialing) // now the dial fails
+	<-dropped         // the connect failed: the queued send is a dead letter
 	if err := ref.Send(2); !errors.Is(err, ErrDisconnected) {
 		t.Fatalf("a send during the backoff: %v; want ErrDisconnected at once", err)
 	}
 }
 
-// nowhere is a transport whose every dial fails.
-type nowhere struct{}
+// nowhere is a transport whose every dial fails, once dialing is closed.
+type nowhere struct{ dialing chan struct{} }
 
 func (nowhere) Scheme() string { return "nowhere" }
 func (nowhere) Listen(string, ConnOptions) (Listener, error) {
 	return nil, errors.New("nowhere: no listening")
 }
-func (nowhere) Dial(context.Context, string, ConnOptions) (Conn, error) {
+func (n nowhere) Dial(ctx context.Context, _ string, _ ConnOptions) (Conn, error) {
+	select {
+	case <-n.dialing:
+	case <-ctx.Done():
+	}
 	return nil, errors.New("nowhere: connection refused")
 }
