@@ -37,11 +37,13 @@
 // control and interleaving (Pressure), byte streams: exact bytes up to
 // 100 MiB, half-closes, aborts, a hundred at once, a cut mid-stream
 // (Streams), and the file server: served files and directories, missing
-// names, path escapes (Files). Between the envs and the transport the suite puts a thin
+// names, path escapes (Files). On a transport whose connections are
+// core.StreamConns (QUIC), the Streams and Files groups run over its
+// byte streams. Between the envs and the transport the suite puts a thin
 // wrapper of its own, which can cut connections (both ends, as a failed
 // network would, or one end, as a peer that closed it), freeze the
 // accepting side (as a stopped process would) and see every frame,
-// without the transport's help.
+// without the transport's help; it keeps a StreamConn one.
 //
 // # Leaks
 //

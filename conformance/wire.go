@@ -54,12 +54,38 @@ func (w *wire) Dial(ctx context.Context, addr string, opts core.ConnOptions) (co
 	return w.track(c, false), nil
 }
 
-func (w *wire) track(c core.Conn, accepted bool) *wconn {
+// track wraps c. A core.StreamConn stays one, so that the suite runs
+// streams over the transport's own byte streams.
+func (w *wire) track(c core.Conn, accepted bool) core.Conn {
 	wc := &wconn{Conn: c, w: w, accepted: accepted, closed: make(chan struct{})}
 	w.mu.Lock()
 	w.conns[wc] = struct{}{}
 	w.mu.Unlock()
+	if sc, ok := c.(core.StreamConn); ok {
+		return &wstreamConn{wconn: wc, sc: sc}
+	}
 	return wc
+}
+
+// wstreamConn is a wconn over a core.StreamConn. A frozen connection
+// opens and accepts no byte stream.
+type wstreamConn struct {
+	*wconn
+	sc core.StreamConn
+}
+
+func (c *wstreamConn) OpenStream(ctx context.Context, id uint64) (core.ByteStream, error) {
+	if c.frozen() {
+		return nil, c.stall()
+	}
+	return c.sc.OpenStream(ctx, id)
+}
+
+func (c *wstreamConn) AcceptStream() (uint64, core.ByteStream, error) {
+	if c.frozen() {
+		return 0, nil, c.stall()
+	}
+	return c.sc.AcceptStream()
 }
 
 // sever closes every open connection and returns how many it closed.

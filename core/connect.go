@@ -134,6 +134,14 @@ func (e *Env) serve(p *peer) {
 	if !p.up() {
 		return
 	}
+	if sc, ok := p.conn.(StreamConn); ok {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			p.acceptByteStreams(sc)
+		}()
+		defer func() { <-done }() // the read loop's end closed p, and so sc
+	}
 	var (
 		env   envelope
 		names = names{}

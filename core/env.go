@@ -648,7 +648,7 @@ func (e *Env) remoteCall(ctx context.Context, w *waiter, target string, p *peer,
 		return nil, fmt.Errorf("rpcenv: ask %s: %w", target, err)
 	}
 	return e.await(ctx, w, target, c, func() {
-		if p.takeCall(h.id) != nil {
+		if p.giveUpCall(h.id, h.kind == kindOpen) {
 			p.cancelRemote(h.id)
 		}
 	})

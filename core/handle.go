@@ -64,7 +64,12 @@ func (e *Env) handle(p *peer, env *envelope, size int, owned bool) error {
 	case kindStreamData, kindStreamCredit, kindStreamEnd, kindStreamReset, kindStreamStop:
 		return p.handleStream(env)
 	case kindReply:
-		c := p.takeCall(env.ID)
+		c, abandoned := p.takeAnswered(env.ID)
+		if abandoned {
+			// The peer accepted an open given up on: abort its stream.
+			p.control(streamFrame(kindStreamReset, streamKey{mine: true, id: env.ID}.wireID(), nil, 0, codeOf(ErrStreamClosed), "the opener gave up"))
+			return nil
+		}
 		if c == nil {
 			return nil // a late reply: the asker gave up
 		}
@@ -75,7 +80,7 @@ func (e *Env) handle(p *peer, env *envelope, size int, owned bool) error {
 		}
 		c.deliver(msg, nil)
 	case kindFail:
-		c := p.takeCall(env.ID)
+		c, _ := p.takeAnswered(env.ID)
 		if c == nil {
 			return nil
 		}

@@ -1,6 +1,7 @@
 package core
 
 import (
+	"context"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -30,16 +31,18 @@ type peer struct {
 	remoteAddr string // the peer's advertised URI; "" for a client-mode peer
 	connAddr   string // scheme://conn.RemoteAddr()
 
-	mu       sync.Mutex
-	state    peerState
-	calls    map[uint64]*call      // our asks in flight over this peer
-	inCalls  map[uint64]*inCall    // the peer's asks being handled here
-	windows  map[string]*window    // flow control of the peer's messages to our endpoints
-	streams  map[streamKey]*Stream // streams open over this connection (streamconn.go)
-	accepted int                   // streams in streams that the peer opened
-	closeErr error                 // why it closed, wrapping ErrDisconnected or ErrEnvStopped
-	counted  bool                  // counted in peerTable.live (it came up)
-	closed   chan struct{}         // closed by close: releases everything waiting on the peer
+	mu        sync.Mutex
+	state     peerState
+	calls     map[uint64]*call      // our asks in flight over this peer
+	inCalls   map[uint64]*inCall    // the peer's asks being handled here
+	windows   map[string]*window    // flow control of the peer's messages to our endpoints
+	streams   map[streamKey]*Stream // streams open over this connection (streamconn.go)
+	accepted  int                   // streams in streams that the peer opened
+	abandoned map[uint64]struct{}   // opens given up on, not yet answered (giveUpCall)
+	closeErr  error                 // why it closed, wrapping ErrDisconnected or ErrEnvStopped
+	counted   bool                  // counted in peerTable.live (it came up)
+	closed    chan struct{}         // closed by close: releases everything waiting on the peer
+	ready     chan struct{}         // closed by up: conn is set and carries traffic
 
 	// Liveness (liveness.go): frames counted each way, and what the last
 	// check saw. sent and recvd are atomic; the rest belong to the timer.
@@ -55,7 +58,7 @@ type peer struct {
 }
 
 func (e *Env) newPeer(scheme, dialAddr string) *peer {
-	p := &peer{env: e, scheme: scheme, dialAddr: dialAddr, calls: map[uint64]*call{}, inCalls: map[uint64]*inCall{}, closed: make(chan struct{})}
+	p := &peer{env: e, scheme: scheme, dialAddr: dialAddr, calls: map[uint64]*call{}, inCalls: map[uint64]*inCall{}, closed: make(chan struct{}), ready: make(chan struct{})}
 	p.out = newOutbox(p)
 	return p
 }
@@ -132,6 +135,46 @@ func (p *peer) takeCall(id uint64) *call {
 	return c
 }
 
+// maxAbandoned bounds the opens a peer remembers having given up on.
+const maxAbandoned = 4096
+
+// giveUpCall forgets ask id, which its asker gave up on; it reports
+// whether the ask was still in flight. An open is remembered
+// (abandoned), so that a Reply that comes anyway aborts the stream the
+// peer accepted: its Cancel may overtake the Open, which travels behind
+// other data.
+func (p *peer) giveUpCall(id uint64, open bool) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, ok := p.calls[id]; !ok {
+		return false
+	}
+	delete(p.calls, id)
+	if open && p.state != peerClosed && len(p.abandoned) < maxAbandoned {
+		if p.abandoned == nil {
+			p.abandoned = map[uint64]struct{}{}
+		}
+		p.abandoned[id] = struct{}{}
+	}
+	return true
+}
+
+// takeAnswered is takeCall for a Reply or Fail: when no ask waits for it,
+// it also reports whether it answers an open given up on (giveUpCall).
+func (p *peer) takeAnswered(id uint64) (c *call, abandonedOpen bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if c = p.calls[id]; c != nil {
+		delete(p.calls, id)
+		return c, false
+	}
+	if _, ok := p.abandoned[id]; ok {
+		delete(p.abandoned, id)
+		return nil, true
+	}
+	return nil, false
+}
+
 // addInCall records an ask of the peer's being handled. It returns false
 // when the ask is not to be handled: with an error when the peer reused
 // an id in flight, with nil when p has closed.
@@ -182,6 +225,7 @@ func (p *peer) up() bool {
 		return false
 	}
 	p.state = peerUp
+	close(p.ready)
 	p.env.wg.Add(1)
 	go p.out.run(p.conn)
 	p.out.signal()
@@ -205,7 +249,7 @@ func (p *peer) close(cause error) {
 	p.state = peerClosed
 	p.closeErr = cause
 	calls, inCalls, streams := p.calls, p.inCalls, p.streams
-	p.calls, p.inCalls, p.windows, p.streams, p.accepted = map[uint64]*call{}, map[uint64]*inCall{}, nil, nil, 0
+	p.calls, p.inCalls, p.windows, p.streams, p.accepted, p.abandoned = map[uint64]*call{}, map[uint64]*inCall{}, nil, nil, 0, nil
 	conn, beat := p.conn, p.beat
 	close(p.closed)
 	p.mu.Unlock()
@@ -242,6 +286,26 @@ func (p *peer) closedFromStart(cause error) {
 	p.state, p.closeErr = peerClosed, cause
 	close(p.closed)
 	p.out.close(cause)
+}
+
+// awaitReady waits until p carries traffic, p closes (its error), or ctx
+// ends (ctx's error).
+func (p *peer) awaitReady(ctx context.Context) error {
+	select {
+	case <-p.ready:
+		return nil // even if ctx ended too
+	default:
+	}
+	select {
+	case <-p.ready:
+		return nil
+	case <-p.closed:
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return p.closeErr
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // gone reports whether the peer is closed, without a lock (for the

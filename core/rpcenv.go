@@ -1,6 +1,9 @@
 package core
 
-import "context"
+import (
+	"context"
+	"fmt"
+)
 
 // Endpoint handles the messages sent or asked to it.
 //
@@ -186,4 +189,63 @@ type BufferedConn interface {
 	// the next ReadFrame may wait. It is called from the goroutine that
 	// calls ReadFrame.
 	Buffered() int
+}
+
+// A StreamConn is a Conn that carries each of the env's streams
+// (Ref.OpenStream) on a byte stream of its own, with the transport's own
+// flow control, instead of as stream frames on the connection: the QUIC
+// transport gives each rpcenv stream a QUIC stream. It is optional; the
+// env uses it when both ends' transport is the same (they speak one
+// scheme). The opening message and the stream's abort reason still cross
+// as frames on the Conn (docs/PROTOCOL.md, "Streams on QUIC").
+//
+// The env calls OpenStream and the ByteStream methods from any goroutine,
+// and AcceptStream from one goroutine at a time.
+type StreamConn interface {
+	Conn
+	// OpenStream opens a byte stream to the peer and labels it with id:
+	// the peer's AcceptStream returns it with id. It returns once the
+	// stream can be written, or with an error once ctx is done or the
+	// connection is closed.
+	OpenStream(ctx context.Context, id uint64) (ByteStream, error)
+	// AcceptStream waits for the next byte stream the peer opened and
+	// returns it with the id the peer gave it. A stream whose label does
+	// not arrive in time is aborted by the transport and not returned.
+	// After Close, or once the connection is gone, it returns an error
+	// wrapping net.ErrClosed.
+	AcceptStream() (id uint64, s ByteStream, err error)
+}
+
+// ByteStream is one byte stream of a StreamConn: reliable, ordered and
+// flow-controlled each way, with a window per stream so that a reader
+// that does not read stops only its own stream's writer. Read and Write
+// may be called concurrently with each other and with the other methods.
+type ByteStream interface {
+	// Read reads what the peer wrote. It returns io.EOF (unwrapped) after
+	// the peer's CloseWrite, and an error wrapping *ByteStreamError when
+	// the peer aborted its side with a code (Abort).
+	Read(p []byte) (int, error)
+	// Write writes p, waiting while the peer's window is full. It fails
+	// with an error wrapping *ByteStreamError when the peer stopped
+	// reading with a code (StopReading).
+	Write(p []byte) (int, error)
+	// CloseWrite ends the writing side after what was written: the
+	// peer's Read returns io.EOF once it has read it all.
+	CloseWrite() error
+	// StopReading tells the peer that nothing more is read: its Write
+	// fails with code. A Read blocked here returns with an error.
+	StopReading(code uint64)
+	// Abort ends both directions at once with code: what was written and
+	// not yet received is dropped, the peer's Read and Write fail with
+	// code, and a Read or Write blocked here returns with an error.
+	Abort(code uint64)
+}
+
+// ByteStreamError is how a ByteStream reports that the peer ended a
+// direction of it with a code: Abort on its side (for Read) or
+// StopReading (for Write).
+type ByteStreamError struct{ Code uint64 }
+
+func (e *ByteStreamError) Error() string {
+	return fmt.Sprintf("the peer ended the stream with code %d", e.Code)
 }

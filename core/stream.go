@@ -103,8 +103,9 @@ type streamLink interface {
 	reset(s *Stream, code, message string)
 	// stop tells the peer this side reads no more: its writes fail.
 	stop(s *Stream)
-	// release forgets the stream: both directions are done.
-	release(s *Stream)
+	// release forgets the stream: both directions are done, or it failed
+	// (failed: what the link holds for it is dropped).
+	release(s *Stream, failed bool)
 }
 
 func newStream(parent context.Context, remote string) *Stream {
@@ -125,6 +126,9 @@ func (s *Stream) Context() context.Context { return s.ctx }
 // *RemoteError) if it called CloseWithError, and with ErrStreamClosed
 // after Close or CloseWithError on this side.
 func (s *Stream) Read(p []byte) (int, error) {
+	if l, ok := s.link.(*byteLink); ok {
+		return l.read(s, p)
+	}
 	s.mu.Lock()
 	for s.inLen == 0 && !s.eof && s.rerr == nil {
 		s.wait(&s.rwait)
@@ -167,6 +171,9 @@ func (s *Stream) Read(p []byte) (int, error) {
 // returns ErrStreamClosed after CloseWrite or Close, and the stream's
 // error once it failed (see Read).
 func (s *Stream) Write(p []byte) (int, error) {
+	if l, ok := s.link.(*byteLink); ok {
+		return l.write(s, p)
+	}
 	s.writing.Lock()
 	defer s.writing.Unlock()
 	n := 0
@@ -281,7 +288,7 @@ func (s *Stream) Close() error {
 	ended := s.eof // the peer's end came in meanwhile: nothing to wait for
 	s.mu.Unlock()
 	if ended {
-		s.link.release(s)
+		s.link.release(s, false)
 		return nil
 	}
 	s.link.stop(s)
@@ -361,18 +368,41 @@ func (s *Stream) fail(err error) { s.release(err, true) }
 // from now on, and the peer is answered with a reset, after which it
 // forgets the stream. What the peer wrote stays readable.
 func (s *Stream) stopped() {
-	s.mu.Lock()
-	if s.over {
-		s.mu.Unlock()
+	if !s.writeStopped() {
 		return
+	}
+	s.link.reset(s, codeOf(ErrStreamClosed), "the stream is closed")
+	s.maybeOver()
+}
+
+// writeStopped makes Write fail because the peer stopped reading. It
+// returns false if the stream is over.
+func (s *Stream) writeStopped() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.over {
+		return false
 	}
 	if s.werr == nil {
 		s.werr = &RemoteError{Endpoint: s.remote, Message: "the peer closed the stream", Code: codeOf(ErrStreamClosed)}
 	}
 	s.wakeWriter()
-	s.mu.Unlock()
-	s.link.reset(s, codeOf(ErrStreamClosed), "the stream is closed")
-	s.maybeOver()
+	return true
+}
+
+// sideErr is the error of the reading side (reading) or the writing
+// side, or nil while it is open. A reading side that saw the peer's end
+// has io.EOF.
+func (s *Stream) sideErr(reading bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !reading {
+		return s.werr
+	}
+	if s.eof && s.rerr == nil {
+		return io.EOF
+	}
+	return s.rerr
 }
 
 // isOver reports whether the stream has ended on this side.
@@ -410,7 +440,7 @@ func (s *Stream) release(err error, forget bool) {
 	s.mu.Unlock()
 	s.cancel(err)
 	if forget {
-		s.link.release(s)
+		s.link.release(s, true)
 	}
 }
 
@@ -429,7 +459,7 @@ func (s *Stream) maybeOver() {
 	s.mu.Unlock()
 	if done {
 		s.cancel(ErrStreamClosed)
-		s.link.release(s)
+		s.link.release(s, false)
 	}
 }
 
@@ -484,4 +514,4 @@ func (l *localLink) reset(s *Stream, code, message string) {
 
 func (l *localLink) stop(s *Stream) { l.twin.stopped() }
 
-func (l *localLink) release(s *Stream) {}
+func (l *localLink) release(s *Stream, failed bool) {}

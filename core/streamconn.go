@@ -11,10 +11,6 @@ import (
 // stream's own, so they take turns with every other lane and stay in
 // order; credit and resets are control frames.
 
-// maxStreams bounds the streams a peer may have open to this env on one
-// connection (those it opened): each may buffer streamWindow bytes here.
-const maxStreams = 128
-
 // streamKey names a stream on a connection: its open ID, and whether
 // this side opened it (both sides choose open IDs, so they may collide).
 type streamKey struct {
@@ -43,7 +39,14 @@ func streamLane(id uint64) uint64 { return id<<2 | 2 }
 // Open: bytes of a stream, not a message, so MaxMessageSize does not
 // apply to it (the frame limit does).
 func isStreamFrame(frame []byte) bool {
-	return len(frame) > 1 && frame[1] >= kindStreamData && frame[1] <= kindStreamStop
+	if len(frame) < 2 {
+		return false
+	}
+	k := frame[1]
+	if k == 0x18 && len(frame) > 2 { // CBOR: a kind above 23 takes a second byte
+		k = frame[2]
+	}
+	return k >= kindStreamData && k <= kindStreamStop
 }
 
 // streamFrame encodes a stream frame: data is the body of a data frame
@@ -108,19 +111,22 @@ func (l *remoteLink) stop(s *Stream) {
 	l.p.control(streamFrame(kindStreamStop, l.key.wireID(), nil, 0, "", ""))
 }
 
-func (l *remoteLink) release(s *Stream) {
-	l.p.mu.Lock()
-	if l.p.streams[l.key] == s {
-		delete(l.p.streams, l.key)
-		if !l.key.mine {
-			l.p.accepted--
+func (l *remoteLink) release(s *Stream, failed bool) { l.p.forgetStream(l.key, s) }
+
+// forgetStream takes s, under key, out of p's table.
+func (p *peer) forgetStream(key streamKey, s *Stream) {
+	p.mu.Lock()
+	if p.streams[key] == s {
+		delete(p.streams, key)
+		if !key.mine {
+			p.accepted--
 		}
 	}
-	l.p.mu.Unlock()
+	p.mu.Unlock()
 }
 
 // addStream puts s in p's table under key, unless p is closed or, for a
-// stream the peer opens, it has maxStreams open already.
+// stream the peer opens, it has MaxStreamsPerConn open already.
 func (p *peer) addStream(key streamKey, s *Stream) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -131,8 +137,8 @@ func (p *peer) addStream(key streamKey, s *Stream) error {
 		return fmt.Errorf("%w: stream id %d reused while open", ErrProtocol, key.id)
 	}
 	if !key.mine {
-		if p.accepted >= maxStreams {
-			return fmt.Errorf("%s has %d streams open to this env on this connection, the most it may", p.label(), maxStreams)
+		if p.accepted >= MaxStreamsPerConn {
+			return fmt.Errorf("%s has %d streams open to this env on this connection, the most it may", p.label(), MaxStreamsPerConn)
 		}
 		p.accepted++
 	}
@@ -146,6 +152,9 @@ func (p *peer) addStream(key streamKey, s *Stream) error {
 // handleStream acts on a received stream frame. An error means the peer
 // broke the protocol.
 func (p *peer) handleStream(env *envelope) error {
+	if _, ok := p.conn.(StreamConn); ok && env.Kind != kindStreamReset {
+		return fmt.Errorf("%w: stream frame of kind %d on a connection whose streams have byte streams of their own", ErrProtocol, env.Kind)
+	}
 	key := keyOf(env.ID)
 	p.mu.Lock()
 	s := p.streams[key]
@@ -164,7 +173,7 @@ func (p *peer) handleStream(env *envelope) error {
 		// Closed here and waiting for the peer's answer to its stop: its
 		// end or reset lets this side forget the stream; data is dropped.
 		if env.Kind == kindStreamEnd || env.Kind == kindStreamReset {
-			s.link.release(s)
+			s.link.release(s, false)
 		}
 		return nil
 	}

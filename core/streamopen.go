@@ -60,10 +60,27 @@ func (e *Env) openStream(ctx context.Context, r *Ref, msg any) (*Stream, error) 
 	if err != nil {
 		return nil, err
 	}
+	// Whether the stream gets a byte stream of its own depends on the
+	// connection, which may still be on its way.
+	octx, cancel := context.WithDeadline(ctx, w.deadline)
+	defer cancel()
+	if err := p.awaitReady(octx); err != nil {
+		if octx.Err() != nil {
+			err = e.waitErr(ctx, &w, target, " (connecting)")
+		}
+		return nil, err
+	}
 	id := e.nextID.Add(1)
 	key := streamKey{mine: true, id: id}
 	s := newStream(e.ctx, target)
-	s.link = &remoteLink{p: p, key: key}
+	sc, _ := p.conn.(StreamConn)
+	var bl *byteLink
+	if sc != nil {
+		bl = newByteLink(p, key)
+		s.link = bl
+	} else {
+		s.link = &remoteLink{p: p, key: key}
+	}
 	if err := p.addStream(key, s); err != nil {
 		s.fail(err)
 		return nil, err
@@ -72,6 +89,20 @@ func (e *Env) openStream(ctx context.Context, r *Ref, msg any) (*Stream, error) 
 	if _, err := e.remoteCall(ctx, &w, target, p, r.lane, h, msg); err != nil {
 		s.fail(err)
 		return nil, err
+	}
+	if bl != nil {
+		// Accepted: open the stream's byte stream, which the peer waits for.
+		bs, err := sc.OpenStream(octx, id)
+		if err != nil {
+			if octx.Err() != nil {
+				err = e.waitErr(ctx, &w, target, " (opening the byte stream)")
+			} else {
+				err = fmt.Errorf("%w: open the byte stream: %v", ErrDisconnected, err)
+			}
+			s.abort(err, codeOf(ErrStreamClosed), "the opener gave up: "+errorText(err))
+			return nil, err
+		}
+		bl.attach(s, bs)
 	}
 	return s, nil
 }
@@ -99,7 +130,11 @@ func (e *Env) acceptStream(p *peer, env *envelope, size int, owned bool) error {
 	}
 	key := streamKey{mine: false, id: env.ID}
 	s := newStream(e.ctx, p.label())
-	s.link = &remoteLink{p: p, key: key}
+	if _, ok := p.conn.(StreamConn); ok {
+		s.link = newByteLink(p, key)
+	} else {
+		s.link = &remoteLink{p: p, key: key}
+	}
 	if err := p.addStream(key, s); err != nil {
 		s.fail(err)
 		if errors.Is(err, ErrProtocol) {
@@ -144,6 +179,9 @@ func (ep *endpoint) receiveStream(c *Context, msg any) {
 	if err := c.ans.reply(ep, nil); err != nil {
 		s.fail(fmt.Errorf("rpcenv: stream from %s: the opener gave up: %w", s.remote, ErrStreamClosed))
 		return
+	}
+	if l, ok := s.link.(*byteLink); ok {
+		l.expect(s)
 	}
 	var err error
 	panicked := ep.protect("ReceiveStream", func() { err = h.ReceiveStream(c, msg, s) })

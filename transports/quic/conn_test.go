@@ -140,21 +140,6 @@ func TestAStreamWithoutThePreambleIsRefused(t *testing.T) {
 	awaitClosed(t, qc.Context().Done(), "the listener to close the connection")
 }
 
-// A peer may open one stream: the connection's.
-func TestAPeerCannotOpenASecondStream(t *testing.T) {
-	l := listen(t, quic.Options{}, 0)
-	qc := rawConn(t, l.Addr())
-	rawStream(t, qc, nil)
-	accept(t, l)
-	var sl *quicgo.StreamLimitReachedError
-	if _, err := qc.OpenStream(); !errors.As(err, &sl) {
-		t.Fatalf("a second OpenStream: %v; want StreamLimitReachedError", err)
-	}
-	if _, err := qc.OpenUniStream(); !errors.As(err, &sl) {
-		t.Fatalf("OpenUniStream: %v; want StreamLimitReachedError", err)
-	}
-}
-
 func TestAPeerOfTheFirstVersionIsRefused(t *testing.T) {
 	l := listen(t, quic.Options{}, 0)
 	ctx, cancel := context.WithTimeout(context.Background(), testWait)

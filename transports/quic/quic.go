@@ -1,26 +1,40 @@
 // Package quic is rpcenv's QUIC transport, for "quic://host:port" URIs,
 // built on github.com/quic-go/quic-go.
 //
-// # One stream per connection
+// # The frame stream
 //
-// One QUIC connection joins two envs, and carries their frames on ONE
+// One QUIC connection joins two envs, and carries their messages on ONE
 // bidirectional stream, in the format of internal/framing (a 4-byte
 // big-endian length and that many bytes), exactly as TCP does. The env
 // cuts large messages into chunks and interleaves them with asks and
-// control frames itself, so a large message cannot hold the connection
-// and QUIC's streams have nothing left to add; one ordered stream keeps
-// what arrives, and in which order (a send then an ask to the same
-// endpoint), the same on every transport. What QUIC brings is the rest:
-// TLS 1.3 always, loss recovery and congestion control over UDP, and
-// liveness (keep-alive and idle timeout).
+// control frames itself, so a large message cannot hold the connection;
+// one ordered stream keeps what arrives, and in which order (a send then
+// an ask to the same endpoint), the same on every transport. What QUIC
+// brings is the rest: TLS 1.3 always, loss recovery and congestion
+// control over UDP, and liveness (keep-alive and idle timeout).
 //
 // The dialer opens the stream and writes the 8-byte preamble "rpcenv/2"
 // on it before any frame: quic-go announces a stream to the listener only
 // once bytes arrive on it, and the preamble says the stream is rpcenv's.
 // The listener waits for it (at most Options.HandshakeTimeout) in a
 // goroutine per connection, so a slow or silent client never holds
-// Accept, which returns only connections whose stream is up. A peer may
-// open no other stream.
+// Accept, which returns only connections whose stream is up.
+//
+// # Streams
+//
+// Each rpcenv stream (core.Ref.OpenStream) is a QUIC stream of its own:
+// a connection is a core.StreamConn. The side that opened the rpcenv
+// stream opens the QUIC stream once the stream is accepted, and labels
+// it with the stream's 8-byte ID; the env pairs them (docs/PROTOCOL.md,
+// "Streams on QUIC"). A stream's bytes, its end and its flow control are
+// QUIC's: a lost packet delays only its own stream, and a reader that
+// does not read stops only its own writer. Each stream's receive window
+// is 256 KiB, and the connection's is large enough for the frame stream
+// and core.MaxStreamsPerConn stalled streams at once, so that streams
+// cannot take the credit the frame stream needs. Either side may have
+// 2 × core.MaxStreamsPerConn byte streams open at once (QUIC frees a
+// slot only once the peer has seen the stream fully closed); a stream
+// whose label does not come within Options.HandshakeTimeout is aborted.
 //
 // Close FINs the stream after the frames written, and waits (at most
 // 250 ms) for the peer to end its side too, which it does once it has read
@@ -243,11 +257,18 @@ func New(opts Options) *Transport {
 		HandshakeIdleTimeout:  opts.HandshakeTimeout,
 		MaxIdleTimeout:        opts.IdleTimeout,
 		KeepAlivePeriod:       keepAlive,
-		MaxIncomingStreams:    1,  // the dialer's one stream
-		MaxIncomingUniStreams: -1, // none
+		MaxIncomingStreams:    1 + maxByteStreams, // the dialer's frame stream, and its byte streams
+		MaxIncomingUniStreams: -1,                 // none
+		// Fixed windows (no auto-tuning): a connection's window holds
+		// every stream's, so that byte streams whose readers stall cannot
+		// use up the connection's credit and stop its frame stream.
+		InitialStreamReceiveWindow:     streamWindow,
+		MaxStreamReceiveWindow:         streamWindow,
+		InitialConnectionReceiveWindow: connWindow,
+		MaxConnectionReceiveWindow:     connWindow,
 	}
 	t.dialConf = t.listenConf.Clone()
-	t.dialConf.MaxIncomingStreams = -1 // the listener opens none
+	t.dialConf.MaxIncomingStreams = maxByteStreams // the listener's byte streams
 	return t
 }
 
@@ -318,7 +339,7 @@ func (t *Transport) Dial(ctx context.Context, addr string, opts core.ConnOptions
 		qc.CloseWithError(codeNone, "")
 		return nil, fmt.Errorf("quic: dial quic://%s: open the stream: %w", addr, err)
 	}
-	return newConn(qc, s, opts), nil
+	return newConn(qc, s, opts, t.opts.HandshakeTimeout), nil
 }
 
 // probeInterval is how often probeRefused sends its byte again.
@@ -428,7 +449,7 @@ func (l *listener) setup(qc *quicgo.Conn) {
 		}
 		return
 	}
-	c := newConn(qc, s, l.opts)
+	c := newConn(qc, s, l.opts, l.t.opts.HandshakeTimeout)
 	c.onClose = l.release
 	l.mu.Lock()
 	l.open++
@@ -521,6 +542,23 @@ func (l *listener) shut() {
 	})
 }
 
+// Stream limits and flow-control windows (see "Streams" in the package
+// doc).
+const (
+	// streamWindow is the receive window of each QUIC stream: what a
+	// stream buffers, at most, for a reader that does not read.
+	streamWindow = 256 << 10
+	// maxByteStreams is how many byte streams a peer may open at once:
+	// twice the env's stream limit, because QUIC lets a new stream be
+	// opened only once the peer has seen an old one fully closed, which
+	// may lag the env's own count by a round trip.
+	maxByteStreams = 2 * core.MaxStreamsPerConn
+	// connWindow is the connection's receive window: room for every
+	// stream the env accepts and the frame stream, each with a full
+	// window.
+	connWindow = (core.MaxStreamsPerConn + 1) * streamWindow
+)
+
 const (
 	// closeWait bounds how long Close waits for the peer to end its side
 	// of the stream before it closes the connection.
@@ -536,14 +574,16 @@ const (
 	codeTooLarge quicgo.ApplicationErrorCode = 2
 )
 
-// conn is one QUIC connection and its one stream. WriteFrames runs in the
-// env's writer goroutine, ReadFrame in its reader, Close in any; the
-// connection starts no goroutine of its own.
+// conn is one QUIC connection and its frame stream. WriteFrames runs in
+// the env's writer goroutine, ReadFrame in its reader, AcceptStream in a
+// goroutine of the env's, Close in any; the connection starts no
+// goroutine of its own.
 type conn struct {
-	qc      *quicgo.Conn
-	s       *quicgo.Stream
-	remote  string
-	onClose func() // set by the listener; called once, at the end of Close
+	qc        *quicgo.Conn
+	s         *quicgo.Stream
+	remote    string
+	labelWait time.Duration // how long AcceptStream waits for a byte stream's label
+	onClose   func()        // set by the listener; called once, at the end of Close
 
 	closed atomic.Bool // set first thing by Close
 	// broken holds the error code Close sends at once, without the
@@ -560,13 +600,14 @@ type conn struct {
 
 const notBroken = ^uint64(0)
 
-func newConn(qc *quicgo.Conn, s *quicgo.Stream, opts core.ConnOptions) *conn {
+func newConn(qc *quicgo.Conn, s *quicgo.Stream, opts core.ConnOptions, labelWait time.Duration) *conn {
 	c := &conn{
-		qc:     qc,
-		s:      s,
-		remote: qc.RemoteAddr().String(),
-		w:      framing.NewWriter(s),
-		r:      framing.NewReader(s, readBuffer, opts.MaxFrameSize),
+		qc:        qc,
+		s:         s,
+		remote:    qc.RemoteAddr().String(),
+		labelWait: labelWait,
+		w:         framing.NewWriter(s),
+		r:         framing.NewReader(s, readBuffer, opts.MaxFrameSize),
 	}
 	c.broken.Store(notBroken)
 	return c
