@@ -32,6 +32,10 @@ func init() {
 	encMode, err = cbor.EncOptions{
 		Time:        cbor.TimeRFC3339Nano, // keep nanoseconds; the default (Unix seconds) drops them
 		IndefLength: cbor.IndefLengthForbidden,
+		// Canonical: map entries and struct fields in the bytewise order
+		// of their encoded keys (RFC 8949, section 4.2.1), so that a value
+		// has one encoding, which generated codecs reproduce.
+		Sort: cbor.SortBytewiseLexical,
 	}.UserBufferEncMode()
 	if err != nil {
 		panic(err)
@@ -56,7 +60,8 @@ type msgType struct {
 	typ     reflect.Type // the value type T
 	decode  func(body []byte, ptr bool) (any, error)
 	// encode appends the body for a T or *T and reports true, or reports
-	// false for the library to do it; nil unless T has a structPlan.
+	// false for the library to do it; nil unless T has a generated codec
+	// (gencodec.go).
 	encode  func(buf *bytes.Buffer, body any) bool
 	hasRefs bool // T may hold a *Ref that must be bound on arrival
 }
@@ -141,8 +146,11 @@ func register[T any](name string) {
 	if e, ok := old.byType[t]; ok {
 		panic(fmt.Sprintf("rpcenv: RegisterMessage[%v](%q): the type is already registered as %q", t, name, e.mt.name))
 	}
-	plan, _ := structPlanFor(t) // nil unless T is a plain struct
-	mt := &msgType{name: name, ptrName: "*" + name, typ: t, decode: decoderFor[T](plan), encode: structEncoder[T](plan), hasRefs: containsRef(t, map[reflect.Type]bool{})}
+	mt := &msgType{name: name, ptrName: "*" + name, typ: t, hasRefs: containsRef(t, map[reflect.Type]bool{})}
+	mt.encode, mt.decode = generatedCodecFor[T]()
+	if mt.decode == nil {
+		mt.decode = libraryDecoder[T]
+	}
 	next := &registry{
 		byType: make(map[reflect.Type]typeEntry, len(old.byType)+2),
 		byName: make(map[string]*msgType, len(old.byName)+1),
@@ -159,29 +167,23 @@ func register[T any](name string) {
 	reg.Store(next)
 }
 
-// decoderFor returns a decoder that needs no reflection of ours per message:
-// the compiled struct codec if T has a plan, else the library's.
-func decoderFor[T any](plan *structPlan) func([]byte, bool) (any, error) {
-	if plan != nil {
-		return structDecoder[T](plan)
-	}
-	return func(body []byte, ptr bool) (any, error) {
-		if ptr {
-			if len(body) == 1 && body[0] == cborNull {
-				return (*T)(nil), nil
-			}
-			v := new(T)
-			if err := decMode.Unmarshal(body, v); err != nil {
-				return nil, err
-			}
-			return v, nil
+// libraryDecoder decodes a T (or a *T, when ptr) with the library.
+func libraryDecoder[T any](body []byte, ptr bool) (any, error) {
+	if ptr {
+		if len(body) == 1 && body[0] == cborNull {
+			return (*T)(nil), nil
 		}
-		var v T
-		if err := decMode.Unmarshal(body, &v); err != nil {
+		v := new(T)
+		if err := decMode.Unmarshal(body, v); err != nil {
 			return nil, err
 		}
 		return v, nil
 	}
+	var v T
+	if err := decMode.Unmarshal(body, &v); err != nil {
+		return nil, err
+	}
+	return v, nil
 }
 
 func registerBuiltins() {

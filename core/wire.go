@@ -303,7 +303,7 @@ type header struct {
 // the shared CBOR mode) into a new frame, failing with ErrMessageTooLarge
 // when it exceeds limit. The returned slice is the caller's to give away.
 // Allocations: the final frame, plus what the CBOR encoder needs for body
-// (nothing for a type with a compiled struct codec).
+// (nothing for a type with a generated codec).
 func encodeFrame(h *header, body any, limit int) ([]byte, error) {
 	buf := bufPool.Get().(*bytes.Buffer)
 	buf.Reset()
@@ -317,8 +317,8 @@ func encodeFrame(h *header, body any, limit int) ([]byte, error) {
 	if body == nil {
 		buf.WriteByte(cborNull)
 	} else if h.mt == nil || h.mt.encode == nil || !h.mt.encode(buf, body) {
-		// Not a type of the compiled struct codec (structcodec.go), which
-		// writes the same bytes as the library.
+		// Not a type with a generated codec (gencodec.go), which writes
+		// the same bytes as the library.
 		err = encMode.MarshalToBuffer(body, buf)
 	}
 	var frame []byte

@@ -37,6 +37,8 @@ type model struct {
 	pkgPath, pkgName string
 	endpoints        []endpoint // sorted by name
 	types            []string   // types to register, sorted, each once
+	codecs           []codecStruct
+	planner          *planner // what the codecs' emission needs
 }
 
 // names are the identifiers generated for endpoint E.
@@ -61,7 +63,7 @@ func (n names) all() []string {
 
 // imports are the names the generated file imports, so the package may
 // not declare them.
-var imports = []string{"context", "fmt", "core"}
+var imports = []string{"context", "fmt", "core", "cborgen"}
 
 // check reads the directives of pkg, checks them against its types and
 // returns what to generate, or an ErrorList.
@@ -99,6 +101,10 @@ func check(pkg *packages.Package) (*model, error) {
 				for _, c := range dirs {
 					d, ok := parseDirective(c, e)
 					if !ok || !typeOK || (d.kind == kindAsk && !checkReply(d.reply, pkg.Types, e)) {
+						continue
+					}
+					if d.kind == kindMessage {
+						registered[ts.Name.Name] = true // a message type of no endpoint: registered, with its codec
 						continue
 					}
 					m := message{typ: ts.Name.Name, reply: d.reply.text, stream: d.kind == kindStream}

@@ -19,9 +19,10 @@ type name struct {
 type kind int
 
 const (
-	kindSend   kind = iota // //rpcgen:send
-	kindAsk                // //rpcgen:ask
-	kindStream             // //rpcgen:stream
+	kindSend    kind = iota // //rpcgen:send
+	kindAsk                 // //rpcgen:ask
+	kindStream              // //rpcgen:stream
+	kindMessage             // //rpcgen:message
 )
 
 // directive is one parsed //rpcgen: line.
@@ -90,8 +91,13 @@ func parseDirective(c *ast.Comment, e *errs) (d directive, ok bool) {
 			}
 			e.add(w.pos, "unexpected %q after the endpoint (want //rpcgen:stream E)", w.text)
 		}
+	case "//rpcgen:message":
+		d.kind = kindMessage
+		for _, w := range args {
+			e.add(w.pos, "unexpected %q: //rpcgen:message takes no arguments", w.text)
+		}
 	default:
-		e.add(c.Slash, "unknown directive %q (want //rpcgen:send, //rpcgen:ask or //rpcgen:stream)", verb)
+		e.add(c.Slash, "unknown directive %q (want //rpcgen:send, //rpcgen:ask, //rpcgen:stream or //rpcgen:message)", verb)
 		return d, false
 	}
 	for _, ep := range d.endpoints {

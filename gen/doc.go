@@ -12,14 +12,17 @@
 //	//rpcgen:send E1[,E2...]
 //	//rpcgen:ask E reply=R
 //	//rpcgen:stream E
+//	//rpcgen:message
 //
 // send marks a fire-and-forget message that endpoints E1, E2... receive
 // (the list has no spaces). ask marks a request that endpoint E answers
 // with a value of type R, an exported struct type of the same package.
 // stream marks the opening message of a byte stream to endpoint E (see
 // core.Ref.OpenStream); it takes no reply type, as the handler answers on
-// the stream. A type may carry several directive lines, for different
-// endpoints.
+// the stream. message marks a type that is registered and gets a
+// generated codec (below) without being any endpoint's message: a type
+// sent with core.Ref.Send or Ask directly. A type may carry several
+// directive lines, for different endpoints.
 // Endpoint names are exported Go identifiers; message types are exported,
 // non-generic struct types (not aliases). For a type declared alone,
 // the directives go in the declaration's doc comment; in a grouped
@@ -78,6 +81,31 @@
 // The file also holds const _ = core.SupportPackageIsVersion1, so that it
 // fails to compile against a core too old for it, and an init function
 // that registers every message and reply type with core.RegisterMessage.
+//
+// # Codecs
+//
+// For every registered type, and every struct type of the package that
+// one contains, whose fields allow it, the file holds three methods that
+// encode and decode the type's CBOR without reflection (the msgp
+// pattern): AppendRPC (value receiver), which appends exactly the bytes
+// core's library codec writes for the value; ReadRPC, which reads that
+// layout from a cborgen.Reader; and DecodeRPC, which decodes a whole body
+// with ReadRPC and reports false for any other layout, after which core
+// decodes the body with the library. core.RegisterMessage finds them, so
+// a type decodes to the same value, and fails with the same errors, with
+// or without them; only faster.
+//
+// A type gets them when every exported field is of one of these types,
+// at any depth: bool, the int, uint and float kinds (not uintptr, and
+// named types of them without marshaling methods), string, []byte,
+// time.Time, *core.Ref, a struct type of the package that gets them, a
+// pointer to one of these but a pointer, a slice or a map, a slice of
+// one of these, and a map from a string or integer kind to one of these.
+// A type keeps the library's codec when it has an embedded field, a field
+// whose cbor (or json) tag has options such as omitempty, two fields with
+// one key, a field of any other type, or a method the library would call
+// (MarshalCBOR, MarshalText, MarshalJSON, MarshalBinary and their
+// Unmarshal and Append forms) or one of the generated names.
 //
 // # Wire names
 //

@@ -35,6 +35,10 @@ func emit(m *model) ([]byte, error) {
 		emitRef(f, ep)
 		emitEndpoint(f, ep)
 	}
+	if len(m.codecs) > 0 {
+		f.ImportName(cborgenPath, "cborgen")
+		emitCodecs(f, m.planner, m.codecs)
+	}
 	var buf bytes.Buffer
 	if err := f.Render(&buf); err != nil {
 		return nil, fmt.Errorf("rpcgen: rendering the generated file (a bug in rpcgen): %w", err)

@@ -57,9 +57,10 @@ func Generate(opts Options) (file string, src []byte, err error) {
 	if err != nil {
 		return "", nil, err
 	}
-	if len(m.endpoints) == 0 {
-		return "", nil, ErrorList{{Pos: token.Position{Filename: dir}, Msg: fmt.Sprintf("package %s has no //rpcgen:send, //rpcgen:ask or //rpcgen:stream directives", pkg.Name)}}
+	if len(m.types) == 0 {
+		return "", nil, ErrorList{{Pos: token.Position{Filename: dir}, Msg: fmt.Sprintf("package %s has no //rpcgen:send, //rpcgen:ask, //rpcgen:stream or //rpcgen:message directives", pkg.Name)}}
 	}
+	m.codecs, m.planner = planCodecs(pkg.Types, m.types)
 	src, err = emit(m)
 	if err != nil {
 		return "", nil, err

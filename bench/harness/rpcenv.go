@@ -17,11 +17,17 @@ import (
 // endpoint (core.WithConcurrency): how many asks it may answer at once.
 const echoConcurrency = 1
 
-// Payload is the message of the rpcenv and net/rpc systems: the request
-// or reply bytes inside a struct, as an application would send them.
-type Payload struct{ Data []byte }
+// rpcgen runs from the main module: bench is a module of its own, without
+// the generator's dependencies.
+//
+//go:generate go -C ../.. run ./cmd/rpcgen bench/harness
 
-func init() { core.RegisterMessage[Payload]("bench.Payload") }
+// Payload is the message of the rpcenv and net/rpc systems: the request
+// or reply bytes inside a struct, as an application would send them. Its
+// codec is generated (rpcgen_gen.go), as an application's would be.
+//
+//rpcgen:message
+type Payload struct{ Data []byte }
 
 // discard drops the log lines of envs and transports.
 var discard = slog.New(slog.DiscardHandler)

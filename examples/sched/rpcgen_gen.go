@@ -5,7 +5,9 @@ package sched
 import (
 	"context"
 	"fmt"
+	"github.com/rpcenv/rpcenv/cborgen"
 	"github.com/rpcenv/rpcenv/core"
+	"math/bits"
 )
 
 // The generated code needs this version of package core or a newer one.
@@ -196,4 +198,167 @@ func (e executorEndpoint) Receive(c *core.Context, msg any) error {
 // handler's lifecycle and network callbacks.
 func (e executorEndpoint) Delegate() any {
 	return e.h
+}
+
+// AppendRPC appends m's CBOR encoding to b: the bytes that core's
+// codec writes for it, without reflection (see package cborgen). It
+// fails where that codec fails (a time outside years 0-9999).
+func (m LaunchTask) AppendRPC(b []byte) ([]byte, error) {
+	b = append(b, "\xa2"...)
+	b = append(b, "fTaskID"...)
+	b = cborgen.AppendInt(b, m.TaskID)
+	b = append(b, "gPayload"...)
+	b = cborgen.AppendBytes(b, m.Payload)
+	return b, nil
+}
+
+// DecodeRPC decodes data, as AppendRPC writes it, into m. It reports
+// false, having written part of m, for anything else; core's codec
+// then decodes data instead.
+func (m *LaunchTask) DecodeRPC(data []byte) bool {
+	r := cborgen.NewReader(data)
+	m.ReadRPC(&r)
+	return r.Done()
+}
+
+// ReadRPC reads m from r, as AppendRPC writes it, and fails r for
+// anything else.
+func (m *LaunchTask) ReadRPC(r *cborgen.Reader) {
+	if r.MapHead() != 2 {
+		r.Fail()
+		return
+	}
+	r.Key("fTaskID")
+	m.TaskID = r.Int(64)
+	r.Key("gPayload")
+	m.Payload = r.Bytes()
+	r.End()
+}
+
+// AppendRPC appends m's CBOR encoding to b: the bytes that core's
+// codec writes for it, without reflection (see package cborgen). It
+// fails where that codec fails (a time outside years 0-9999).
+func (m RegisterExecutor) AppendRPC(b []byte) ([]byte, error) {
+	b = append(b, "\xa3"...)
+	b = append(b, "eCores"...)
+	b = cborgen.AppendInt(b, int64(m.Cores))
+	b = append(b, "hExecutor"...)
+	b = core.AppendRef(b, m.Executor)
+	b = append(b, "jExecutorID"...)
+	b = cborgen.AppendString(b, m.ExecutorID)
+	return b, nil
+}
+
+// DecodeRPC decodes data, as AppendRPC writes it, into m. It reports
+// false, having written part of m, for anything else; core's codec
+// then decodes data instead.
+func (m *RegisterExecutor) DecodeRPC(data []byte) bool {
+	r := cborgen.NewReader(data)
+	m.ReadRPC(&r)
+	return r.Done()
+}
+
+// ReadRPC reads m from r, as AppendRPC writes it, and fails r for
+// anything else.
+func (m *RegisterExecutor) ReadRPC(r *cborgen.Reader) {
+	if r.MapHead() != 3 {
+		r.Fail()
+		return
+	}
+	r.Key("eCores")
+	m.Cores = int(r.Int(bits.UintSize))
+	r.Key("hExecutor")
+	m.Executor = core.ReadRef(r)
+	r.Key("jExecutorID")
+	m.ExecutorID = r.String()
+	r.End()
+}
+
+// AppendRPC appends m's CBOR encoding to b: the bytes that core's
+// codec writes for it, without reflection (see package cborgen). It
+// fails where that codec fails (a time outside years 0-9999).
+func (m RegisteredExecutor) AppendRPC(b []byte) ([]byte, error) {
+	b = append(b, "\xa1"...)
+	b = append(b, "hAccepted"...)
+	b = cborgen.AppendBool(b, m.Accepted)
+	return b, nil
+}
+
+// DecodeRPC decodes data, as AppendRPC writes it, into m. It reports
+// false, having written part of m, for anything else; core's codec
+// then decodes data instead.
+func (m *RegisteredExecutor) DecodeRPC(data []byte) bool {
+	r := cborgen.NewReader(data)
+	m.ReadRPC(&r)
+	return r.Done()
+}
+
+// ReadRPC reads m from r, as AppendRPC writes it, and fails r for
+// anything else.
+func (m *RegisteredExecutor) ReadRPC(r *cborgen.Reader) {
+	if r.MapHead() != 1 {
+		r.Fail()
+		return
+	}
+	r.Key("hAccepted")
+	m.Accepted = r.Bool()
+	r.End()
+}
+
+// AppendRPC appends m's CBOR encoding to b: the bytes that core's
+// codec writes for it, without reflection (see package cborgen). It
+// fails where that codec fails (a time outside years 0-9999).
+func (m ReviveOffers) AppendRPC(b []byte) ([]byte, error) {
+	b = append(b, "\xa0"...)
+	return b, nil
+}
+
+// DecodeRPC decodes data, as AppendRPC writes it, into m. It reports
+// false, having written part of m, for anything else; core's codec
+// then decodes data instead.
+func (m *ReviveOffers) DecodeRPC(data []byte) bool {
+	r := cborgen.NewReader(data)
+	m.ReadRPC(&r)
+	return r.Done()
+}
+
+// ReadRPC reads m from r, as AppendRPC writes it, and fails r for
+// anything else.
+func (m *ReviveOffers) ReadRPC(r *cborgen.Reader) {
+	if r.MapHead() != 0 {
+		r.Fail()
+		return
+	}
+	r.End()
+}
+
+// AppendRPC appends m's CBOR encoding to b: the bytes that core's
+// codec writes for it, without reflection (see package cborgen). It
+// fails where that codec fails (a time outside years 0-9999).
+func (m TaskResult) AppendRPC(b []byte) ([]byte, error) {
+	b = append(b, "\xa1"...)
+	b = append(b, "fTaskID"...)
+	b = cborgen.AppendInt(b, m.TaskID)
+	return b, nil
+}
+
+// DecodeRPC decodes data, as AppendRPC writes it, into m. It reports
+// false, having written part of m, for anything else; core's codec
+// then decodes data instead.
+func (m *TaskResult) DecodeRPC(data []byte) bool {
+	r := cborgen.NewReader(data)
+	m.ReadRPC(&r)
+	return r.Done()
+}
+
+// ReadRPC reads m from r, as AppendRPC writes it, and fails r for
+// anything else.
+func (m *TaskResult) ReadRPC(r *cborgen.Reader) {
+	if r.MapHead() != 1 {
+		r.Fail()
+		return
+	}
+	r.Key("fTaskID")
+	m.TaskID = r.Int(64)
+	r.End()
 }

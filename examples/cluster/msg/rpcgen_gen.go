@@ -5,7 +5,10 @@ package msg
 import (
 	"context"
 	"fmt"
+	"github.com/rpcenv/rpcenv/cborgen"
 	"github.com/rpcenv/rpcenv/core"
+	"math/bits"
+	"time"
 )
 
 // The generated code needs this version of package core or a newer one.
@@ -229,4 +232,345 @@ func (e executorEndpoint) Receive(c *core.Context, msg any) error {
 // handler's lifecycle and network callbacks.
 func (e executorEndpoint) Delegate() any {
 	return e.h
+}
+
+// AppendRPC appends m's CBOR encoding to b: the bytes that core's
+// codec writes for it, without reflection (see package cborgen). It
+// fails where that codec fails (a time outside years 0-9999).
+func (m ExecutorStats) AppendRPC(b []byte) ([]byte, error) {
+	var err error
+	b = append(b, "\xa4"...)
+	b = append(b, "eTasks"...)
+	b = cborgen.AppendInt(b, int64(m.Tasks))
+	b = append(b, "jFetchBytes"...)
+	b = cborgen.AppendInt(b, m.FetchBytes)
+	b = append(b, "jFetchNanos"...)
+	b = cborgen.AppendInt(b, m.FetchNanos)
+	b = append(b, "lAskLatencies"...)
+	if b, err = cborgen.AppendSlice(b, m.AskLatencies, func(b []byte, e int64) ([]byte, error) {
+		b = cborgen.AppendInt(b, e)
+		return b, nil
+	}); err != nil {
+		return b, err
+	}
+	return b, nil
+}
+
+// DecodeRPC decodes data, as AppendRPC writes it, into m. It reports
+// false, having written part of m, for anything else; core's codec
+// then decodes data instead.
+func (m *ExecutorStats) DecodeRPC(data []byte) bool {
+	r := cborgen.NewReader(data)
+	m.ReadRPC(&r)
+	return r.Done()
+}
+
+// ReadRPC reads m from r, as AppendRPC writes it, and fails r for
+// anything else.
+func (m *ExecutorStats) ReadRPC(r *cborgen.Reader) {
+	if r.MapHead() != 4 {
+		r.Fail()
+		return
+	}
+	r.Key("eTasks")
+	m.Tasks = int(r.Int(bits.UintSize))
+	r.Key("jFetchBytes")
+	m.FetchBytes = r.Int(64)
+	r.Key("jFetchNanos")
+	m.FetchNanos = r.Int(64)
+	r.Key("lAskLatencies")
+	m.AskLatencies = cborgen.ReadSlice(r, func(r *cborgen.Reader) int64 {
+		var e int64
+		e = r.Int(64)
+		return e
+	})
+	r.End()
+}
+
+// AppendRPC appends m's CBOR encoding to b: the bytes that core's
+// codec writes for it, without reflection (see package cborgen). It
+// fails where that codec fails (a time outside years 0-9999).
+func (m Heartbeat) AppendRPC(b []byte) ([]byte, error) {
+	b = append(b, "\xa1"...)
+	b = append(b, "jExecutorID"...)
+	b = cborgen.AppendString(b, m.ExecutorID)
+	return b, nil
+}
+
+// DecodeRPC decodes data, as AppendRPC writes it, into m. It reports
+// false, having written part of m, for anything else; core's codec
+// then decodes data instead.
+func (m *Heartbeat) DecodeRPC(data []byte) bool {
+	r := cborgen.NewReader(data)
+	m.ReadRPC(&r)
+	return r.Done()
+}
+
+// ReadRPC reads m from r, as AppendRPC writes it, and fails r for
+// anything else.
+func (m *Heartbeat) ReadRPC(r *cborgen.Reader) {
+	if r.MapHead() != 1 {
+		r.Fail()
+		return
+	}
+	r.Key("jExecutorID")
+	m.ExecutorID = r.String()
+	r.End()
+}
+
+// AppendRPC appends m's CBOR encoding to b: the bytes that core's
+// codec writes for it, without reflection (see package cborgen). It
+// fails where that codec fails (a time outside years 0-9999).
+func (m HeartbeatAck) AppendRPC(b []byte) ([]byte, error) {
+	b = append(b, "\xa1"...)
+	b = append(b, "jReregister"...)
+	b = cborgen.AppendBool(b, m.Reregister)
+	return b, nil
+}
+
+// DecodeRPC decodes data, as AppendRPC writes it, into m. It reports
+// false, having written part of m, for anything else; core's codec
+// then decodes data instead.
+func (m *HeartbeatAck) DecodeRPC(data []byte) bool {
+	r := cborgen.NewReader(data)
+	m.ReadRPC(&r)
+	return r.Done()
+}
+
+// ReadRPC reads m from r, as AppendRPC writes it, and fails r for
+// anything else.
+func (m *HeartbeatAck) ReadRPC(r *cborgen.Reader) {
+	if r.MapHead() != 1 {
+		r.Fail()
+		return
+	}
+	r.Key("jReregister")
+	m.Reregister = r.Bool()
+	r.End()
+}
+
+// AppendRPC appends m's CBOR encoding to b: the bytes that core's
+// codec writes for it, without reflection (see package cborgen). It
+// fails where that codec fails (a time outside years 0-9999).
+func (m LaunchTask) AppendRPC(b []byte) ([]byte, error) {
+	b = append(b, "\xa4"...)
+	b = append(b, "bTo"...)
+	b = cborgen.AppendUint(b, m.To)
+	b = append(b, "dFrom"...)
+	b = cborgen.AppendUint(b, m.From)
+	b = append(b, "dList"...)
+	b = cborgen.AppendBool(b, m.List)
+	b = append(b, "fTaskID"...)
+	b = cborgen.AppendInt(b, m.TaskID)
+	return b, nil
+}
+
+// DecodeRPC decodes data, as AppendRPC writes it, into m. It reports
+// false, having written part of m, for anything else; core's codec
+// then decodes data instead.
+func (m *LaunchTask) DecodeRPC(data []byte) bool {
+	r := cborgen.NewReader(data)
+	m.ReadRPC(&r)
+	return r.Done()
+}
+
+// ReadRPC reads m from r, as AppendRPC writes it, and fails r for
+// anything else.
+func (m *LaunchTask) ReadRPC(r *cborgen.Reader) {
+	if r.MapHead() != 4 {
+		r.Fail()
+		return
+	}
+	r.Key("bTo")
+	m.To = r.Uint(64)
+	r.Key("dFrom")
+	m.From = r.Uint(64)
+	r.Key("dList")
+	m.List = r.Bool()
+	r.Key("fTaskID")
+	m.TaskID = r.Int(64)
+	r.End()
+}
+
+// AppendRPC appends m's CBOR encoding to b: the bytes that core's
+// codec writes for it, without reflection (see package cborgen). It
+// fails where that codec fails (a time outside years 0-9999).
+func (m ListPrimes) AppendRPC(b []byte) ([]byte, error) {
+	b = append(b, "\xa3"...)
+	b = append(b, "fPrimes"...)
+	b = cborgen.AppendInt(b, int64(m.Primes))
+	b = append(b, "fTaskID"...)
+	b = cborgen.AppendInt(b, m.TaskID)
+	b = append(b, "jExecutorID"...)
+	b = cborgen.AppendString(b, m.ExecutorID)
+	return b, nil
+}
+
+// DecodeRPC decodes data, as AppendRPC writes it, into m. It reports
+// false, having written part of m, for anything else; core's codec
+// then decodes data instead.
+func (m *ListPrimes) DecodeRPC(data []byte) bool {
+	r := cborgen.NewReader(data)
+	m.ReadRPC(&r)
+	return r.Done()
+}
+
+// ReadRPC reads m from r, as AppendRPC writes it, and fails r for
+// anything else.
+func (m *ListPrimes) ReadRPC(r *cborgen.Reader) {
+	if r.MapHead() != 3 {
+		r.Fail()
+		return
+	}
+	r.Key("fPrimes")
+	m.Primes = int(r.Int(bits.UintSize))
+	r.Key("fTaskID")
+	m.TaskID = r.Int(64)
+	r.Key("jExecutorID")
+	m.ExecutorID = r.String()
+	r.End()
+}
+
+// AppendRPC appends m's CBOR encoding to b: the bytes that core's
+// codec writes for it, without reflection (see package cborgen). It
+// fails where that codec fails (a time outside years 0-9999).
+func (m RegisterExecutor) AppendRPC(b []byte) ([]byte, error) {
+	b = append(b, "\xa4"...)
+	b = append(b, "eCores"...)
+	b = cborgen.AppendInt(b, int64(m.Cores))
+	b = append(b, "hExecutor"...)
+	b = core.AppendRef(b, m.Executor)
+	b = append(b, "iHeartbeat"...)
+	b = cborgen.AppendInt(b, int64(m.Heartbeat))
+	b = append(b, "jExecutorID"...)
+	b = cborgen.AppendString(b, m.ExecutorID)
+	return b, nil
+}
+
+// DecodeRPC decodes data, as AppendRPC writes it, into m. It reports
+// false, having written part of m, for anything else; core's codec
+// then decodes data instead.
+func (m *RegisterExecutor) DecodeRPC(data []byte) bool {
+	r := cborgen.NewReader(data)
+	m.ReadRPC(&r)
+	return r.Done()
+}
+
+// ReadRPC reads m from r, as AppendRPC writes it, and fails r for
+// anything else.
+func (m *RegisterExecutor) ReadRPC(r *cborgen.Reader) {
+	if r.MapHead() != 4 {
+		r.Fail()
+		return
+	}
+	r.Key("eCores")
+	m.Cores = int(r.Int(bits.UintSize))
+	r.Key("hExecutor")
+	m.Executor = core.ReadRef(r)
+	r.Key("iHeartbeat")
+	m.Heartbeat = time.Duration(r.Int(64))
+	r.Key("jExecutorID")
+	m.ExecutorID = r.String()
+	r.End()
+}
+
+// AppendRPC appends m's CBOR encoding to b: the bytes that core's
+// codec writes for it, without reflection (see package cborgen). It
+// fails where that codec fails (a time outside years 0-9999).
+func (m StatusAck) AppendRPC(b []byte) ([]byte, error) {
+	b = append(b, "\xa2"...)
+	b = append(b, "iDuplicate"...)
+	b = cborgen.AppendBool(b, m.Duplicate)
+	b = append(b, "jReregister"...)
+	b = cborgen.AppendBool(b, m.Reregister)
+	return b, nil
+}
+
+// DecodeRPC decodes data, as AppendRPC writes it, into m. It reports
+// false, having written part of m, for anything else; core's codec
+// then decodes data instead.
+func (m *StatusAck) DecodeRPC(data []byte) bool {
+	r := cborgen.NewReader(data)
+	m.ReadRPC(&r)
+	return r.Done()
+}
+
+// ReadRPC reads m from r, as AppendRPC writes it, and fails r for
+// anything else.
+func (m *StatusAck) ReadRPC(r *cborgen.Reader) {
+	if r.MapHead() != 2 {
+		r.Fail()
+		return
+	}
+	r.Key("iDuplicate")
+	m.Duplicate = r.Bool()
+	r.Key("jReregister")
+	m.Reregister = r.Bool()
+	r.End()
+}
+
+// AppendRPC appends m's CBOR encoding to b: the bytes that core's
+// codec writes for it, without reflection (see package cborgen). It
+// fails where that codec fails (a time outside years 0-9999).
+func (m StatusUpdate) AppendRPC(b []byte) ([]byte, error) {
+	b = append(b, "\xa3"...)
+	b = append(b, "fResult"...)
+	b = cborgen.AppendUint(b, m.Result)
+	b = append(b, "fTaskID"...)
+	b = cborgen.AppendInt(b, m.TaskID)
+	b = append(b, "jExecutorID"...)
+	b = cborgen.AppendString(b, m.ExecutorID)
+	return b, nil
+}
+
+// DecodeRPC decodes data, as AppendRPC writes it, into m. It reports
+// false, having written part of m, for anything else; core's codec
+// then decodes data instead.
+func (m *StatusUpdate) DecodeRPC(data []byte) bool {
+	r := cborgen.NewReader(data)
+	m.ReadRPC(&r)
+	return r.Done()
+}
+
+// ReadRPC reads m from r, as AppendRPC writes it, and fails r for
+// anything else.
+func (m *StatusUpdate) ReadRPC(r *cborgen.Reader) {
+	if r.MapHead() != 3 {
+		r.Fail()
+		return
+	}
+	r.Key("fResult")
+	m.Result = r.Uint(64)
+	r.Key("fTaskID")
+	m.TaskID = r.Int(64)
+	r.Key("jExecutorID")
+	m.ExecutorID = r.String()
+	r.End()
+}
+
+// AppendRPC appends m's CBOR encoding to b: the bytes that core's
+// codec writes for it, without reflection (see package cborgen). It
+// fails where that codec fails (a time outside years 0-9999).
+func (m StopExecutor) AppendRPC(b []byte) ([]byte, error) {
+	b = append(b, "\xa0"...)
+	return b, nil
+}
+
+// DecodeRPC decodes data, as AppendRPC writes it, into m. It reports
+// false, having written part of m, for anything else; core's codec
+// then decodes data instead.
+func (m *StopExecutor) DecodeRPC(data []byte) bool {
+	r := cborgen.NewReader(data)
+	m.ReadRPC(&r)
+	return r.Done()
+}
+
+// ReadRPC reads m from r, as AppendRPC writes it, and fails r for
+// anything else.
+func (m *StopExecutor) ReadRPC(r *cborgen.Reader) {
+	if r.MapHead() != 0 {
+		r.Fail()
+		return
+	}
+	r.End()
 }
