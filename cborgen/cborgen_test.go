@@ -617,9 +617,11 @@ func TestReaderScalars(t *testing.T) {
 	refuses(t, unhex("3b ffffffffffffffff"), rInt64, false)
 	refuses(t, unhex("3b 8000000000000000"), rInt64, false)
 	accepts(t, unhex("3b 7fffffffffffffff"), rInt64)
-	// Bits other than 8, 16, 32 and 64 are a generator bug.
+	// Bits other than 0 (int's size), 8, 16, 32 and 64 are a generator bug.
 	refuses(t, enc(1), rInt(7), true)
-	refuses(t, enc(1), rUint(0), true)
+	refuses(t, enc(1), rUint(12), true)
+	accepts(t, enc(1), rInt(0))
+	accepts(t, enc(math.MaxUint32), rUint(0))
 
 	for _, v := range edgeFloat64s {
 		accepts(t, AppendFloat64(nil, v), rFloat64)

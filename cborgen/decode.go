@@ -3,6 +3,7 @@ package cborgen
 import (
 	"encoding/binary"
 	"math"
+	"strconv"
 	"time"
 	"unicode/utf8"
 )
@@ -230,9 +231,12 @@ func (r *Reader) Bool() bool {
 }
 
 // Int reads an integer (major type 0 or 1) that fits a signed integer of
-// the given bits (8, 16, 32 or 64); anything else fails, as the library
-// reports an overflow for it.
+// the given bits (8, 16, 32 or 64; 0 for int's size); anything else
+// fails, as the library reports an overflow for it.
 func (r *Reader) Int(bits int) int64 {
+	if bits == 0 {
+		bits = strconv.IntSize
+	}
 	if bits != 8 && bits != 16 && bits != 32 && bits != 64 {
 		r.failed = true
 		return 0
@@ -255,8 +259,11 @@ func (r *Reader) Int(bits int) int64 {
 }
 
 // Uint reads an unsigned integer (major type 0) that fits an unsigned
-// integer of the given bits (8, 16, 32 or 64).
+// integer of the given bits (8, 16, 32 or 64; 0 for uint's size).
 func (r *Reader) Uint(bits int) uint64 {
+	if bits == 0 {
+		bits = strconv.IntSize
+	}
 	if bits != 8 && bits != 16 && bits != 32 && bits != 64 {
 		r.failed = true
 		return 0

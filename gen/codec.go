@@ -367,13 +367,9 @@ func (p *planner) typeCode(t types.Type) jen.Code {
 	panic("rpcgen: no source for type " + t.String()) // kindOf admits none other
 }
 
-// intSize is the argument of Reader.Int and Reader.Uint for bits.
-func intSize(bits int) jen.Code {
-	if bits == 0 {
-		return jen.Qual("math/bits", "UintSize")
-	}
-	return jen.Lit(bits)
-}
+// intSize is the argument of Reader.Int and Reader.Uint for bits (0:
+// the platform's int size).
+func intSize(bits int) jen.Code { return jen.Lit(bits) }
 
 // conv converts v to the basic type named basic, unless it is of that
 // type already.

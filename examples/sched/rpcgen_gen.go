@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"github.com/rpcenv/rpcenv/cborgen"
 	"github.com/rpcenv/rpcenv/core"
-	"math/bits"
 )
 
 // The generated code needs this version of package core or a newer one.
@@ -266,7 +265,7 @@ func (m *RegisterExecutor) ReadRPC(r *cborgen.Reader) {
 		return
 	}
 	r.Key("eCores")
-	m.Cores = int(r.Int(bits.UintSize))
+	m.Cores = int(r.Int(0))
 	r.Key("hExecutor")
 	m.Executor = core.ReadRef(r)
 	r.Key("jExecutorID")

@@ -5,7 +5,6 @@ package codectest
 import (
 	"github.com/rpcenv/rpcenv/cborgen"
 	"github.com/rpcenv/rpcenv/core"
-	"math/bits"
 	"time"
 )
 
@@ -194,13 +193,13 @@ func (m *Everything) ReadRPC(r *cborgen.Reader) {
 	r.Key("aB")
 	m.B = r.Bool()
 	r.Key("aI")
-	m.I = int(r.Int(bits.UintSize))
+	m.I = int(r.Int(0))
 	r.Key("aS")
 	m.S = r.String()
 	r.Key("aT")
 	m.T = r.Time()
 	r.Key("aU")
-	m.U = uint(r.Uint(bits.UintSize))
+	m.U = uint(r.Uint(0))
 	r.Key("aj")
 	m.JSON = r.String()
 	r.Key("ar")
@@ -254,7 +253,7 @@ func (m *Everything) ReadRPC(r *cborgen.Reader) {
 	r.Key("eByInt")
 	m.ByInt = cborgen.ReadMap(r, func(r *cborgen.Reader) int {
 		var k int
-		k = int(r.Int(bits.UintSize))
+		k = int(r.Int(0))
 		return k
 	}, func(r *cborgen.Reader) string {
 		var e string
@@ -512,7 +511,7 @@ func (m *RetryPolicy) ReadRPC(r *cborgen.Reader) {
 		return e
 	})
 	r.Key("kMaxAttempts")
-	m.MaxAttempts = int(r.Int(bits.UintSize))
+	m.MaxAttempts = int(r.Int(0))
 	r.End()
 }
 
@@ -617,7 +616,7 @@ func (m *TaskDescription) ReadRPC(r *cborgen.Reader) {
 		return
 	}
 	r.Key("dCPUs")
-	m.CPUs = int(r.Int(bits.UintSize))
+	m.CPUs = int(r.Int(0))
 	r.Key("dJars")
 	m.Jars = cborgen.ReadMap(r, func(r *cborgen.Reader) string {
 		var k string
@@ -686,6 +685,6 @@ func (m *TaskDescription) ReadRPC(r *cborgen.Reader) {
 		return e
 	})
 	r.Key("kPartitionID")
-	m.PartitionID = int(r.Int(bits.UintSize))
+	m.PartitionID = int(r.Int(0))
 	r.End()
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"github.com/rpcenv/rpcenv/cborgen"
 	"github.com/rpcenv/rpcenv/core"
-	"math/bits"
 	"time"
 )
 
@@ -273,7 +272,7 @@ func (m *ExecutorStats) ReadRPC(r *cborgen.Reader) {
 		return
 	}
 	r.Key("eTasks")
-	m.Tasks = int(r.Int(bits.UintSize))
+	m.Tasks = int(r.Int(0))
 	r.Key("jFetchBytes")
 	m.FetchBytes = r.Int(64)
 	r.Key("jFetchNanos")
@@ -423,7 +422,7 @@ func (m *ListPrimes) ReadRPC(r *cborgen.Reader) {
 		return
 	}
 	r.Key("fPrimes")
-	m.Primes = int(r.Int(bits.UintSize))
+	m.Primes = int(r.Int(0))
 	r.Key("fTaskID")
 	m.TaskID = r.Int(64)
 	r.Key("jExecutorID")
@@ -464,7 +463,7 @@ func (m *RegisterExecutor) ReadRPC(r *cborgen.Reader) {
 		return
 	}
 	r.Key("eCores")
-	m.Cores = int(r.Int(bits.UintSize))
+	m.Cores = int(r.Int(0))
 	r.Key("hExecutor")
 	m.Executor = core.ReadRef(r)
 	r.Key("iHeartbeat")
