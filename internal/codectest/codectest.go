@@ -59,6 +59,15 @@ type Flat struct {
 	Count uint32
 }
 
+// Small is the message of core's micro-benchmarks: an int64 and a short
+// string.
+//
+//rpcgen:message
+type Small struct {
+	ID   int64
+	Name string
+}
+
 // Level is a named integer type.
 type Level int8
 
