@@ -2,6 +2,7 @@ package gen
 
 import (
 	"bytes"
+	"fmt"
 	"go/types"
 	"reflect"
 	"slices"
@@ -84,6 +85,7 @@ func planCodecs(pkg *types.Package, roots []string) ([]codecStruct, *planner) {
 }
 
 type planner struct {
+	depth   int // of the slices and maps being read, for the names of their loops
 	pkg     *types.Package
 	structs map[*types.Named]*codecStruct
 	bad     map[*types.Named]bool
@@ -517,20 +519,41 @@ func (p *planner) decode(g *jen.Group, target jen.Code, t types.Type) {
 				p.decode(g, jen.Op("*").Add(target), elem)
 			}
 		})
-	case kSlice:
-		elem := types.Unalias(t).Underlying().(*types.Slice).Elem()
-		assign(jen.Qual(cborgenPath, "ReadSlice").Call(r, p.readFunc("e", elem)))
-	case kMap:
-		m := types.Unalias(t).Underlying().(*types.Map)
-		assign(jen.Qual(cborgenPath, "ReadMap").Call(r, p.readFunc("k", m.Key()), p.readFunc("e", m.Elem())))
+	case kSlice, kMap:
+		// Read inline, not through cborgen.ReadSlice and ReadMap: a
+		// Reader handed to a func value escapes, which would cost every
+		// decode an allocation. Names carry the depth, so that nested
+		// loops do not shadow the indices their targets use.
+		p.depth++
+		defer func() { p.depth-- }()
+		n := jen.Id(fmt.Sprintf("n%d", p.depth))
+		g.If(call("Null")).Block(
+			jen.Add(target).Op("=").Nil(),
+		).Else().If(jen.Add(n).Op(":=").Add(call(map[bool]string{true: "ArrayHead", false: "MapHead"}[k == kSlice])), jen.Add(n).Op(">=").Lit(0)).BlockFunc(func(g *jen.Group) {
+			if k == kSlice {
+				elem := types.Unalias(t).Underlying().(*types.Slice).Elem()
+				i := jen.Id(fmt.Sprintf("i%d", p.depth))
+				g.Add(target).Op("=").Make(p.typeCode(t), n)
+				g.For(jen.Add(i).Op(":=").Range().Add(target)).BlockFunc(func(g *jen.Group) {
+					p.decode(g, jen.Add(target).Index(i), elem)
+				})
+			} else {
+				m := types.Unalias(t).Underlying().(*types.Map)
+				key, val := jen.Id(fmt.Sprintf("k%d", p.depth)), jen.Id(fmt.Sprintf("e%d", p.depth))
+				g.Add(target).Op("=").Make(p.typeCode(t), n)
+				g.For(jen.Range().Add(n)).BlockFunc(func(g *jen.Group) {
+					g.Var().Add(key).Add(p.typeCode(m.Key()))
+					p.decode(g, key, m.Key())
+					g.Var().Add(val).Add(p.typeCode(m.Elem()))
+					p.decode(g, val, m.Elem())
+					g.If(jen.List(jen.Id("_"), jen.Id("dup")).Op(":=").Add(target).Index(key), jen.Id("dup").Op("||").Add(r).Dot("Failed").Call()).Block(
+						jen.Add(r).Dot("Fail").Call(), // a duplicate key, as the library refuses it
+						jen.Break(),
+					)
+					g.Add(target).Index(key).Op("=").Add(val)
+				})
+			}
+			g.Add(r).Dot("End").Call()
+		})
 	}
-}
-
-// readFunc is a func(r *cborgen.Reader) T that reads a T.
-func (p *planner) readFunc(name string, t types.Type) jen.Code {
-	return jen.Func().Params(jen.Id("r").Op("*").Qual(cborgenPath, "Reader")).Add(p.typeCode(t)).BlockFunc(func(g *jen.Group) {
-		g.Var().Id(name).Add(p.typeCode(t))
-		p.decode(g, jen.Id(name), t)
-		g.Return(jen.Id(name))
-	})
 }

@@ -246,60 +246,96 @@ func (m *Everything) ReadRPC(r *cborgen.Reader) {
 	r.Key("cU64")
 	m.U64 = r.Uint(64)
 	r.Key("dStrs")
-	m.Strs = cborgen.ReadSlice(r, func(r *cborgen.Reader) string {
-		var e string
-		e = r.String()
-		return e
-	})
-	r.Key("eByInt")
-	m.ByInt = cborgen.ReadMap(r, func(r *cborgen.Reader) int {
-		var k int
-		k = int(r.Int(0))
-		return k
-	}, func(r *cborgen.Reader) string {
-		var e string
-		e = r.String()
-		return e
-	})
-	r.Key("eByU16")
-	m.ByU16 = cborgen.ReadMap(r, func(r *cborgen.Reader) uint16 {
-		var k uint16
-		k = uint16(r.Uint(16))
-		return k
-	}, func(r *cborgen.Reader) *Inner {
-		var e *Inner
-		if r.Null() {
-			e = nil
-		} else {
-			e = new(Inner)
-			e.ReadRPC(r)
+	if r.Null() {
+		m.Strs = nil
+	} else if n1 := r.ArrayHead(); n1 >= 0 {
+		m.Strs = make([]string, n1)
+		for i1 := range m.Strs {
+			m.Strs[i1] = r.String()
 		}
-		return e
-	})
+		r.End()
+	}
+	r.Key("eByInt")
+	if r.Null() {
+		m.ByInt = nil
+	} else if n1 := r.MapHead(); n1 >= 0 {
+		m.ByInt = make(map[int]string, n1)
+		for range n1 {
+			var k1 int
+			k1 = int(r.Int(0))
+			var e1 string
+			e1 = r.String()
+			if _, dup := m.ByInt[k1]; dup || r.Failed() {
+				r.Fail()
+				break
+			}
+			m.ByInt[k1] = e1
+		}
+		r.End()
+	}
+	r.Key("eByU16")
+	if r.Null() {
+		m.ByU16 = nil
+	} else if n1 := r.MapHead(); n1 >= 0 {
+		m.ByU16 = make(map[uint16]*Inner, n1)
+		for range n1 {
+			var k1 uint16
+			k1 = uint16(r.Uint(16))
+			var e1 *Inner
+			if r.Null() {
+				e1 = nil
+			} else {
+				e1 = new(Inner)
+				e1.ReadRPC(r)
+			}
+			if _, dup := m.ByU16[k1]; dup || r.Failed() {
+				r.Fail()
+				break
+			}
+			m.ByU16[k1] = e1
+		}
+		r.End()
+	}
 	r.Key("eBytes")
 	m.Bytes = r.Bytes()
 	r.Key("eInner")
 	m.Inner.ReadRPC(r)
 	r.Key("fFloats")
-	m.Floats = cborgen.ReadMap(r, func(r *cborgen.Reader) string {
-		var k string
-		k = r.String()
-		return k
-	}, func(r *cborgen.Reader) []float32 {
-		var e []float32
-		e = cborgen.ReadSlice(r, func(r *cborgen.Reader) float32 {
-			var e float32
-			e = r.Float32()
-			return e
-		})
-		return e
-	})
+	if r.Null() {
+		m.Floats = nil
+	} else if n1 := r.MapHead(); n1 >= 0 {
+		m.Floats = make(map[string][]float32, n1)
+		for range n1 {
+			var k1 string
+			k1 = r.String()
+			var e1 []float32
+			if r.Null() {
+				e1 = nil
+			} else if n2 := r.ArrayHead(); n2 >= 0 {
+				e1 = make([]float32, n2)
+				for i2 := range e1 {
+					e1[i2] = r.Float32()
+				}
+				r.End()
+			}
+			if _, dup := m.Floats[k1]; dup || r.Failed() {
+				r.Fail()
+				break
+			}
+			m.Floats[k1] = e1
+		}
+		r.End()
+	}
 	r.Key("fInners")
-	m.Inners = cborgen.ReadSlice(r, func(r *cborgen.Reader) Inner {
-		var e Inner
-		e.ReadRPC(r)
-		return e
-	})
+	if r.Null() {
+		m.Inners = nil
+	} else if n1 := r.ArrayHead(); n1 >= 0 {
+		m.Inners = make([]Inner, n1)
+		for i1 := range m.Inners {
+			m.Inners[i1].ReadRPC(r)
+		}
+		r.End()
+	}
 	r.Key("fPInner")
 	if r.Null() {
 		m.PInner = nil
@@ -308,16 +344,20 @@ func (m *Everything) ReadRPC(r *cborgen.Reader) {
 		m.PInner.ReadRPC(r)
 	}
 	r.Key("gPInners")
-	m.PInners = cborgen.ReadSlice(r, func(r *cborgen.Reader) *Inner {
-		var e *Inner
-		if r.Null() {
-			e = nil
-		} else {
-			e = new(Inner)
-			e.ReadRPC(r)
+	if r.Null() {
+		m.PInners = nil
+	} else if n1 := r.ArrayHead(); n1 >= 0 {
+		m.PInners = make([]*Inner, n1)
+		for i1 := range m.PInners {
+			if r.Null() {
+				m.PInners[i1] = nil
+			} else {
+				m.PInners[i1] = new(Inner)
+				m.PInners[i1].ReadRPC(r)
+			}
 		}
-		return e
-	})
+		r.End()
+	}
 	r.End()
 }
 
@@ -506,11 +546,15 @@ func (m *RetryPolicy) ReadRPC(r *cborgen.Reader) {
 	r.Key("gBackoff")
 	m.Backoff = time.Duration(r.Int(64))
 	r.Key("iBlacklist")
-	m.Blacklist = cborgen.ReadSlice(r, func(r *cborgen.Reader) string {
-		var e string
-		e = r.String()
-		return e
-	})
+	if r.Null() {
+		m.Blacklist = nil
+	} else if n1 := r.ArrayHead(); n1 >= 0 {
+		m.Blacklist = make([]string, n1)
+		for i1 := range m.Blacklist {
+			m.Blacklist[i1] = r.String()
+		}
+		r.End()
+	}
 	r.Key("kMaxAttempts")
 	m.MaxAttempts = int(r.Int(0))
 	r.End()
@@ -654,27 +698,43 @@ func (m *TaskDescription) ReadRPC(r *cborgen.Reader) {
 	r.Key("dCPUs")
 	m.CPUs = int(r.Int(0))
 	r.Key("dJars")
-	m.Jars = cborgen.ReadMap(r, func(r *cborgen.Reader) string {
-		var k string
-		k = r.String()
-		return k
-	}, func(r *cborgen.Reader) int64 {
-		var e int64
-		e = r.Int(64)
-		return e
-	})
+	if r.Null() {
+		m.Jars = nil
+	} else if n1 := r.MapHead(); n1 >= 0 {
+		m.Jars = make(map[string]int64, n1)
+		for range n1 {
+			var k1 string
+			k1 = r.String()
+			var e1 int64
+			e1 = r.Int(64)
+			if _, dup := m.Jars[k1]; dup || r.Failed() {
+				r.Fail()
+				break
+			}
+			m.Jars[k1] = e1
+		}
+		r.End()
+	}
 	r.Key("dName")
 	m.Name = r.String()
 	r.Key("eFiles")
-	m.Files = cborgen.ReadMap(r, func(r *cborgen.Reader) string {
-		var k string
-		k = r.String()
-		return k
-	}, func(r *cborgen.Reader) int64 {
-		var e int64
-		e = r.Int(64)
-		return e
-	})
+	if r.Null() {
+		m.Files = nil
+	} else if n1 := r.MapHead(); n1 >= 0 {
+		m.Files = make(map[string]int64, n1)
+		for range n1 {
+			var k1 string
+			k1 = r.String()
+			var e1 int64
+			e1 = r.Int(64)
+			if _, dup := m.Files[k1]; dup || r.Failed() {
+				r.Fail()
+				break
+			}
+			m.Files[k1] = e1
+		}
+		r.End()
+	}
 	r.Key("eRetry")
 	if r.Null() {
 		m.Retry = nil
@@ -689,37 +749,61 @@ func (m *TaskDescription) ReadRPC(r *cborgen.Reader) {
 	r.Key("gPayload")
 	m.Payload = r.Bytes()
 	r.Key("hLocality")
-	m.Locality = cborgen.ReadSlice(r, func(r *cborgen.Reader) int64 {
-		var e int64
-		e = r.Int(64)
-		return e
-	})
+	if r.Null() {
+		m.Locality = nil
+	} else if n1 := r.ArrayHead(); n1 >= 0 {
+		m.Locality = make([]int64, n1)
+		for i1 := range m.Locality {
+			m.Locality[i1] = r.Int(64)
+		}
+		r.End()
+	}
 	r.Key("iResources")
-	m.Resources = cborgen.ReadMap(r, func(r *cborgen.Reader) string {
-		var k string
-		k = r.String()
-		return k
-	}, func(r *cborgen.Reader) []string {
-		var e []string
-		e = cborgen.ReadSlice(r, func(r *cborgen.Reader) string {
-			var e string
-			e = r.String()
-			return e
-		})
-		return e
-	})
+	if r.Null() {
+		m.Resources = nil
+	} else if n1 := r.MapHead(); n1 >= 0 {
+		m.Resources = make(map[string][]string, n1)
+		for range n1 {
+			var k1 string
+			k1 = r.String()
+			var e1 []string
+			if r.Null() {
+				e1 = nil
+			} else if n2 := r.ArrayHead(); n2 >= 0 {
+				e1 = make([]string, n2)
+				for i2 := range e1 {
+					e1[i2] = r.String()
+				}
+				r.End()
+			}
+			if _, dup := m.Resources[k1]; dup || r.Failed() {
+				r.Fail()
+				break
+			}
+			m.Resources[k1] = e1
+		}
+		r.End()
+	}
 	r.Key("jExecutorID")
 	m.ExecutorID = r.String()
 	r.Key("jProperties")
-	m.Properties = cborgen.ReadMap(r, func(r *cborgen.Reader) string {
-		var k string
-		k = r.String()
-		return k
-	}, func(r *cborgen.Reader) string {
-		var e string
-		e = r.String()
-		return e
-	})
+	if r.Null() {
+		m.Properties = nil
+	} else if n1 := r.MapHead(); n1 >= 0 {
+		m.Properties = make(map[string]string, n1)
+		for range n1 {
+			var k1 string
+			k1 = r.String()
+			var e1 string
+			e1 = r.String()
+			if _, dup := m.Properties[k1]; dup || r.Failed() {
+				r.Fail()
+				break
+			}
+			m.Properties[k1] = e1
+		}
+		r.End()
+	}
 	r.Key("kPartitionID")
 	m.PartitionID = int(r.Int(0))
 	r.End()

@@ -278,11 +278,15 @@ func (m *ExecutorStats) ReadRPC(r *cborgen.Reader) {
 	r.Key("jFetchNanos")
 	m.FetchNanos = r.Int(64)
 	r.Key("lAskLatencies")
-	m.AskLatencies = cborgen.ReadSlice(r, func(r *cborgen.Reader) int64 {
-		var e int64
-		e = r.Int(64)
-		return e
-	})
+	if r.Null() {
+		m.AskLatencies = nil
+	} else if n1 := r.ArrayHead(); n1 >= 0 {
+		m.AskLatencies = make([]int64, n1)
+		for i1 := range m.AskLatencies {
+			m.AskLatencies[i1] = r.Int(64)
+		}
+		r.End()
+	}
 	r.End()
 }
 
