@@ -72,7 +72,10 @@ type Results struct {
 	Rounds    int
 	Benchtime time.Duration
 	Stress    Stress // with the defaults filled in
-	byKey     map[resultKey]Result
+	// Codecs holds the codec micro-benchmarks, when the caller ran them
+	// (MeasureCodecs); Run does not.
+	Codecs []CodecResult
+	byKey  map[resultKey]Result
 }
 
 type resultKey struct {

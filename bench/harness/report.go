@@ -25,6 +25,7 @@ func Markdown(r *Results, m Machine) string {
 	fmt.Fprintf(&b, "![benchmarks](%s)\n\n", ChartFile)
 	fmt.Fprintf(&b, method, echoConcurrency)
 	writeTargets(&b, r)
+	writePerfTargets(&b, r)
 
 	timeNote := "In parentheses: time ratio to " + Reference + ", lower is better."
 	rateNote := "In parentheses: rate ratio to " + Reference + ", higher is better."
@@ -46,6 +47,7 @@ func Markdown(r *Results, m Machine) string {
 	writeBulkAsk(&b, r)
 	writeSlowHeap(&b, r)
 	writeStream(&b, r)
+	writeCodecs(&b, r)
 	return b.String()
 }
 

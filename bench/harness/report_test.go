@@ -296,3 +296,64 @@ func section(md, title string) string {
 	body, _, _ := strings.Cut(after, "### ")
 	return body
 }
+
+func TestPerfTargetsCoverEveryCellAndTheCodecs(t *testing.T) {
+	r := fakeResults()
+	// Each system's figures are its place in Systems() (rpcenv-tcp 2,
+	// rpcenv-quic 3, grpc-stream 5, net/rpc 6, raw-tcp 7), the same at
+	// every size and caller count; allocations are the place less one.
+	r.Codecs = []CodecResult{
+		{Message: "LaunchTask", Codec: "generated", Op: "encode", NsPerOp: 100},
+		{Message: "LaunchTask", Codec: "generated", Op: "decode", NsPerOp: 200},
+		{Message: "LaunchTask", Codec: "library", Op: "encode", NsPerOp: 400},
+		{Message: "LaunchTask", Codec: "library", Op: "decode", NsPerOp: 800},
+	}
+	want := []struct {
+		cells  int
+		ratio  float64
+		status string
+	}{
+		{3, 2.0 / 5, "met"},        // (p1) p50 ≤ 0.8 × min(grpc-stream 5, net/rpc 6)
+		{3, 2.0 / 5, "**missed**"}, // (p2) one-way ≥ 1.5 × grpc-stream
+		{1, 2.0 / 7, "**missed**"}, // (p3) ≥ 0.7 × raw-tcp at 64 KiB
+		{3, 2.0 / 5, "**missed**"}, // (p4) 32 callers
+		{3, 2.0 / 5, "**missed**"}, // (p5) 256 callers
+		{3 * len(callerCounts(r)), 3.0 / 2, "met"},
+		{3, 3.0 / 2, "met"},    // (p7)
+		{3, 3.0 / 2, "met"},    // (p8) ≤ 1.5: on the bound
+		{1, 2, "met"},          // (p9) allocations: the figure
+		{1, 1200 / 300, "met"}, // (p10) codec
+	}
+	got := perfTargets(r)
+	if len(got) != len(want) {
+		t.Fatalf("%d performance targets, want %d", len(got), len(want))
+	}
+	for i, w := range want {
+		g := got[i]
+		if len(g.cells) != w.cells || g.status() != w.status {
+			t.Errorf("(p%d) %s: %d cells, %s; want %d, %s", i+1, g.label, len(g.cells), g.status(), w.cells, w.status)
+		}
+		for _, c := range g.cells {
+			if !c.measured || c.ratio < w.ratio-1e-9 || c.ratio > w.ratio+1e-9 {
+				t.Errorf("(p%d) %s, %s: ratio %v (measured %v), want %v", i+1, g.label, c.name, c.ratio, c.measured, w.ratio)
+			}
+		}
+	}
+	md := strings.Join(strings.Fields(Markdown(r, fakeMachine())), " ")
+	for _, row := range []string{
+		"| (p2) | rpcenv-tcp one-way msgs/s ≥ 1.5 × grpc-stream's | 64 B: **0.40x**, 1 KiB: **0.40x**, 64 KiB: **0.40x** | **missed** |",
+		"| (p10) | generated codec, encode + decode of a nested message (LaunchTask) ≥ 3 × faster than the library's | 4.00x | met |",
+		"| LaunchTask | generated | 100 ns | 0 | 200 ns | 0 | 300 ns |",
+	} {
+		if !strings.Contains(md, row) {
+			t.Errorf("the report lacks the row %q:\n%s", row, md)
+		}
+	}
+
+	// Without the codec run, its target is not measured, and the rest
+	// stand.
+	r.Codecs = nil
+	if s := perfTargets(r)[9].status(); s != "not measured" {
+		t.Errorf("the codec target without a codec run: %s, want not measured", s)
+	}
+}

@@ -7,63 +7,20 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fxamacker/cbor/v2"
 	"go.uber.org/goleak"
-
-	"github.com/rpcenv/rpcenv/core"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// The library's modes, with core's options (core/codec.go): the
-// generated codecs must write exactly what encMode writes, and decode to
-// what decMode decodes.
-var (
-	encOpts    = cbor.EncOptions{Time: cbor.TimeRFC3339Nano, IndefLength: cbor.IndefLengthForbidden, Sort: cbor.SortBytewiseLexical}
-	encMode, _ = encOpts.EncMode()
-	decMode, _ = cbor.DecOptions{MaxNestedLevels: 32, MaxArrayElements: 1 << 20, MaxMapPairs: 1 << 20, DupMapKey: cbor.DupMapKeyEnforcedAPF, IndefLength: cbor.IndefLengthForbidden}.DecMode()
-)
-
-// A ref as a remote env would send it: built by decoding its wire form.
-func testRef(t testing.TB, name, addr string) *core.Ref {
-	t.Helper()
-	b, err := encMode.Marshal([]string{name, addr, "0123456789abcdef", "driver"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := new(core.Ref)
-	if err := r.UnmarshalCBOR(b); err != nil {
-		t.Fatal(err)
-	}
-	return r
-}
-
-func sampleLaunch(t testing.TB) LaunchTask {
-	return LaunchTask{
-		Task: TaskDescription{
-			TaskID: 1 << 40, Attempt: 2, ExecutorID: "exec-17", Name: "result task 3.0 in stage 7",
-			PartitionID: 3, CPUs: 4,
-			Files:      map[string]int64{"lookup.csv": 1733000000, "model.bin": 1733000100},
-			Jars:       map[string]int64{"app.jar": 1733000200},
-			Properties: map[string]string{"spark.job.id": "7", "spark.scheduler.pool": "default", "spark.job.description": "nightly aggregate"},
-			Resources:  map[string][]string{"gpu": {"0", "1"}},
-			Locality:   []int64{3, 9, 27},
-			Payload:    bytes.Repeat([]byte{0xab}, 2048),
-			Retry:      &RetryPolicy{MaxAttempts: 4, Backoff: 250 * time.Millisecond, Blacklist: []string{"exec-3"}},
-		},
-		Executor: testRef(t, "executor", "tcp://10.0.0.7:7078"),
-		Sent:     time.Date(2026, 12, 1, 2, 3, 4, 567891000, time.UTC),
-	}
-}
-
 func sampleEverything(t testing.TB) Everything {
+	t.Helper()
 	n := int64(-42)
 	when := time.Date(1999, 12, 31, 23, 59, 59, 1, time.FixedZone("", -7*3600))
 	return Everything{
 		B: true, I: -1 << 40, I8: -128, I16: 300, I32: -70000, I64: math.MinInt64,
 		U: 1 << 50, U8: 255, U16: 65535, U32: 1 << 31, U64: math.MaxUint64,
 		F32: float32(math.Inf(-1)), F64: math.NaN(), S: "héllo, wörld",
-		Bytes: []byte{}, T: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), Ref: testRef(t, "ep", ""),
+		Bytes: []byte{}, T: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), Ref: wireRef("ep", ""),
 		Lvl: -3, PI: &n, PT: &when,
 		Inner:   Inner{N: 1, Name: "a", Next: &Inner{N: 2}},
 		Inners:  []Inner{{N: 5}, {Name: "x"}},
@@ -78,7 +35,7 @@ func sampleEverything(t testing.TB) Everything {
 
 func TestGeneratedEncodingIsTheLibrarys(t *testing.T) {
 	for name, v := range map[string]appender{
-		"LaunchTask":          sampleLaunch(t),
+		"LaunchTask":          Launch(),
 		"Flat":                Flat{ID: 7, Name: "n", Data: []byte("data"), OK: true, Score: 0.25, Count: 9},
 		"Flat zero":           Flat{},
 		"Everything":          sampleEverything(t),
@@ -126,7 +83,7 @@ func TestGeneratedDecodingIsTheLibrarys(t *testing.T) {
 			t.Errorf("%s: DecodeRPC and the library decode %x differently", name, data)
 		}
 	}
-	check("LaunchTask", sampleLaunch(t), new(LaunchTask), new(LaunchTask))
+	check("LaunchTask", Launch(), new(LaunchTask), new(LaunchTask))
 	check("Everything", sampleEverything(t), new(Everything), new(Everything))
 	check("Everything zero", Everything{}, new(Everything), new(Everything))
 	check("Flat", Flat{ID: -1, Data: []byte{}}, new(Flat), new(Flat))

@@ -34,6 +34,7 @@ func run() error {
 	benchtime := flag.Duration("benchtime", 250*time.Millisecond, "about how long one timed run takes; 5ms with -short")
 	systems := flag.String("systems", "", "comma-separated systems to run (default all): "+names())
 	workloads := flag.String("workloads", "", "comma-separated workloads to run (default all): "+workloadNames())
+	codecs := flag.Bool("codecs", true, "run the codec micro-benchmarks (generated against the library codec), about 10 s, for target (p10)")
 	out := flag.String("out", "../docs", `directory for BENCHMARKS.md and benchmarks.svg; "" writes nothing (default "" with -short)`)
 	flag.Parse()
 	if flag.NArg() > 0 {
@@ -78,6 +79,10 @@ func run() error {
 	})
 	if err != nil {
 		return err
+	}
+	if *codecs {
+		fmt.Fprintln(os.Stderr, "codec micro-benchmarks (about 10 s)")
+		res.Codecs = harness.MeasureCodecs()
 	}
 	fmt.Fprintf(os.Stderr, "done in %v\n", time.Since(start).Round(time.Millisecond))
 	for _, s := range res.Systems {
