@@ -50,7 +50,9 @@
 // sorted by name. A previous output file is ignored when the package is
 // loaded, so a stale one never stops regeneration; a file of that name
 // without the header is not overwritten, and a package without directives
-// is an error. For each endpoint E it holds:
+// is an error. Because the package is type-checked without that file,
+// its other non-test files must not name what rpcgen generates (the
+// package's tests may). For each endpoint E it holds:
 //
 //   - type ERef, a *core.Ref with one method per message: M(msg M) error
 //     for a send, M(ctx, msg M) (R, error) for an ask, OpenM(ctx, msg M)
