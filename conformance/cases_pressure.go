@@ -20,6 +20,8 @@ const (
 	wireAsk   = 11
 	wireChunk = 17
 	wireLast  = 18
+
+	wireStreamData = 21
 )
 
 // frameKind returns a frame's kind: an envelope is a CBOR array of 8

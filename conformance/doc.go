@@ -35,10 +35,10 @@
 // under blocked senders and one end's close seen at the other with
 // heartbeats off (Cut), shutdown and its hard stage (Shutdown), flow
 // control and interleaving (Pressure), byte streams: exact bytes up to
-// 100 MiB, half-closes, aborts, a hundred at once, a cut mid-stream
-// (Streams), and the file server: served files and directories, missing
-// names, path escapes (Files). On a transport whose connections are
-// core.StreamConns (QUIC), the Streams and Files groups run over its
+// 100 MiB, half-closes, aborts, a hundred at once, a cut mid-stream, a
+// stream beside large messages in flight (Streams), and the file server:
+// served files and directories, missing names, path escapes (Files). On
+// a transport whose connections are core.StreamConns (QUIC), the Streams and Files groups run over its
 // byte streams. Between the envs and the transport the suite puts a thin
 // wrapper of its own, which can cut connections (both ends, as a failed
 // network would, or one end, as a peer that closed it), freeze the

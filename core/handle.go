@@ -67,7 +67,7 @@ func (e *Env) handle(p *peer, env *envelope, size int, owned bool) error {
 		c, abandoned := p.takeAnswered(env.ID)
 		if abandoned {
 			// The peer accepted an open given up on: abort its stream.
-			p.control(streamFrame(kindStreamReset, streamKey{mine: true, id: env.ID}.wireID(), nil, 0, codeOf(ErrStreamClosed), "the opener gave up"))
+			p.resetStream(streamKey{mine: true, id: env.ID}, codeOf(ErrStreamClosed), "the opener gave up")
 			return nil
 		}
 		if c == nil {

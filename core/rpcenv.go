@@ -194,10 +194,13 @@ type BufferedConn interface {
 // A StreamConn is a Conn that carries each of the env's streams
 // (Ref.OpenStream) on a byte stream of its own, with the transport's own
 // flow control, instead of as stream frames on the connection: the QUIC
-// transport gives each rpcenv stream a QUIC stream. It is optional; the
-// env uses it when both ends' transport is the same (they speak one
-// scheme). The opening message and the stream's abort reason still cross
-// as frames on the Conn (docs/PROTOCOL.md, "Streams on QUIC").
+// transport gives each rpcenv stream a QUIC stream. It is optional, but a
+// property of the scheme, not of one connection: the env uses it whenever
+// a Conn implements it, and both ends must agree (stream frames where the
+// peer expects byte streams break the protocol), so every Conn a
+// transport returns, dialed or accepted, implements it or none does. The
+// opening message and the stream's abort reason still cross as frames on
+// the Conn (docs/PROTOCOL.md, "Streams on QUIC").
 //
 // The env calls OpenStream and the ByteStream methods from any goroutine,
 // and AcceptStream from one goroutine at a time.

@@ -207,7 +207,7 @@ func (l *byteLink) end(s *Stream) error {
 // reset sends the abort's reason on the connection, then aborts the byte
 // stream (when it has come: attach aborts it otherwise).
 func (l *byteLink) reset(s *Stream, code, message string) {
-	l.p.control(streamFrame(kindStreamReset, l.key.wireID(), nil, 0, code, message))
+	l.p.resetStream(l.key, code, message)
 	l.abortStream()
 }
 

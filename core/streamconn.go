@@ -103,8 +103,11 @@ func (l *remoteLink) grant(s *Stream, n int) {
 	l.p.control(streamFrame(kindStreamCredit, l.key.wireID(), nil, uint64(n), "", ""))
 }
 
-func (l *remoteLink) reset(s *Stream, code, message string) {
-	l.p.control(streamFrame(kindStreamReset, l.key.wireID(), nil, 0, code, message))
+func (l *remoteLink) reset(s *Stream, code, message string) { l.p.resetStream(l.key, code, message) }
+
+// resetStream sends a Stream reset for the stream under key.
+func (p *peer) resetStream(key streamKey, code, message string) {
+	p.control(streamFrame(kindStreamReset, key.wireID(), nil, 0, code, message))
 }
 
 func (l *remoteLink) stop(s *Stream) {
@@ -165,7 +168,7 @@ func (p *peer) handleStream(env *envelope) error {
 		// for a stream that ended is normal, and a reset is never
 		// answered.)
 		if env.Kind == kindStreamData || env.Kind == kindStreamEnd {
-			p.control(streamFrame(kindStreamReset, key.wireID(), nil, 0, codeOf(ErrStreamClosed), "the stream is closed"))
+			p.resetStream(key, codeOf(ErrStreamClosed), "the stream is closed")
 		}
 		return nil
 	}

@@ -1,7 +1,6 @@
 package gen
 
 import (
-	"bytes"
 	"fmt"
 	"go/types"
 	"reflect"
@@ -10,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/dave/jennifer/jen"
+
+	"github.com/rpcenv/rpcenv/cborgen"
 )
 
 // Generated codecs: for each registered type that allows it, and the
@@ -129,7 +130,7 @@ func (p *planner) visit(n *types.Named) {
 		}
 		name = cmpOr(name, f.Name())
 		keys[name] = true
-		cs.fields = append(cs.fields, codecField{name: f.Name(), key: string(textKey(name)), typ: f.Type()})
+		cs.fields = append(cs.fields, codecField{name: f.Name(), key: string(cborgen.AppendString(nil, name)), typ: f.Type()})
 		p.visitType(f.Type())
 	}
 	sort.Slice(cs.fields, func(i, j int) bool { return cs.fields[i].key < cs.fields[j].key })
@@ -276,33 +277,10 @@ func cmpOr(a, b string) string {
 	return b
 }
 
-// textKey is name as an encoded CBOR text string, head included.
-func textKey(name string) []byte {
-	return append(head(nil, 3, uint64(len(name))), name...)
-}
-
-// head appends a CBOR head of major type major with argument n, in its
-// shortest form.
-func head(b []byte, major byte, n uint64) []byte {
-	m := major << 5
-	switch {
-	case n < 24:
-		return append(b, m|byte(n))
-	case n <= 0xff:
-		return append(b, m|24, byte(n))
-	case n <= 0xffff:
-		return append(b, m|25, byte(n>>8), byte(n))
-	case n <= 0xffffffff:
-		return append(b, m|26, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
-	}
-	return append(b, m|27, byte(n>>56), byte(n>>48), byte(n>>40), byte(n>>32), byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
-}
-
 // emitCodecs emits the methods of each struct in cs.
 func emitCodecs(f *jen.File, p *planner, cs []codecStruct) {
 	for _, c := range cs {
-		var mapHead bytes.Buffer
-		mapHead.Write(head(nil, 5, uint64(len(c.fields))))
+		mapHead := cborgen.AppendMapHead(nil, len(c.fields))
 
 		f.Comment("AppendRPC appends m's CBOR encoding to b: the bytes that core's")
 		f.Comment("codec writes for it, without reflection (see package cborgen). It")
@@ -314,7 +292,7 @@ func emitCodecs(f *jen.File, p *planner, cs []codecStruct) {
 					break
 				}
 			}
-			g.Id("b").Op("=").Append(jen.Id("b"), jen.Lit(mapHead.String()).Op("..."))
+			g.Id("b").Op("=").Append(jen.Id("b"), jen.Lit(string(mapHead)).Op("..."))
 			for _, fd := range c.fields {
 				g.Id("b").Op("=").Append(jen.Id("b"), jen.Lit(fd.key).Op("..."))
 				p.encode(g, jen.Id("m").Dot(fd.name), fd.typ)
@@ -387,9 +365,7 @@ func conv(basic string, v jen.Code, t types.Type) jen.Code {
 func (p *planner) fallible(t types.Type) bool {
 	k, _ := p.kindOf(t)
 	switch k {
-	case kTime, kStruct, kSlice:
-		return true
-	case kMap:
+	case kTime, kStruct, kSlice, kMap: // slices and maps: their element functions return errors
 		return true
 	case kPointer:
 		return p.fallible(types.Unalias(t).Underlying().(*types.Pointer).Elem())
