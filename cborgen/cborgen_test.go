@@ -663,6 +663,68 @@ func TestReaderBytesFresh(t *testing.T) {
 	}
 }
 
+// TestReaderShare checks that after Share, Bytes returns large byte
+// strings as capped slices of the data, and copies small ones.
+func TestReaderShare(t *testing.T) {
+	inData := func(b, data []byte) bool {
+		for i := range data {
+			if len(b) > 0 && &data[i] == &b[0] {
+				return true
+			}
+		}
+		return false
+	}
+	big := bytes.Repeat([]byte{7}, MinShared)
+	cases := []struct {
+		name   string
+		value  any
+		share  bool
+		shared bool
+	}{
+		{"large, shared", big, true, true},
+		{"large, without Share", big, false, false},
+		{"under MinShared", big[:MinShared-1], true, false},
+		{"under an eighth of the data", []any{big, bytes.Repeat([]byte{1}, 8*MinShared)}, true, false},
+		{"empty", []byte{}, true, false},
+	}
+	for _, c := range cases {
+		data := enc(c.value)
+		r := NewReader(data)
+		if c.share {
+			r.Share()
+		}
+		var b []byte
+		if _, ok := c.value.([]any); ok {
+			r.ArrayHead()
+			b = r.Bytes()
+			r.Bytes()
+			r.End()
+		} else {
+			b = r.Bytes()
+		}
+		if !r.Done() {
+			t.Fatalf("%s: read failed", c.name)
+		}
+		if got := inData(b, data); got != c.shared {
+			t.Errorf("%s: slice of the data = %v, want %v", c.name, got, c.shared)
+		}
+		if cap(b) != len(b) && c.shared {
+			t.Errorf("%s: cap %d, len %d: a shared slice must be capped", c.name, cap(b), len(b))
+		}
+		if b == nil {
+			t.Errorf("%s: nil", c.name)
+		}
+	}
+	// Reset clears Share, and reuses the Reader for new data.
+	r := NewReader(enc(big))
+	r.Share()
+	data := enc(big)
+	r.Reset(data)
+	if b := r.Bytes(); !r.Done() || inData(b, data) {
+		t.Errorf("after Reset: done %v, shared %v; want a copy", r.Done(), inData(b, data))
+	}
+}
+
 // TestFloat16 checks every half float, as Float32 and Float64, against
 // the library, which converts them with github.com/x448/float16.
 func TestFloat16(t *testing.T) {

@@ -30,6 +30,7 @@ type Reader struct {
 	depth  int                  // open levels
 	left   [MaxDepth + 1]uint32 // items still expected at each level; [0] is the top
 	failed bool
+	shared bool // Bytes may return slices of data (Share)
 }
 
 // NewReader returns a Reader of data, expecting one item.
@@ -38,6 +39,27 @@ func NewReader(data []byte) Reader {
 	r.left[0] = 1
 	return r
 }
+
+// Reset makes r a Reader of data, expecting one item, as NewReader does.
+// It lets a caller reuse one Reader (from a pool, say) for many values.
+func (r *Reader) Reset(data []byte) {
+	*r = Reader{data: data}
+	r.left[0] = 1
+}
+
+// Share lets Bytes return large byte strings as slices of the data being
+// read, without a copy. Call it only when data is the caller's to give
+// away: nothing may write to it or reuse it afterwards, since the decoded
+// value refers to it and keeps all of it alive. A byte string is shared
+// when it is at least MinShared bytes and at least an eighth of data, so
+// that a shared slice keeps at most eight times its own size alive;
+// smaller ones are copied as without Share. Shared slices are capped at
+// their length, so that an append to one copies.
+func (r *Reader) Share() { r.shared = true }
+
+// MinShared is the smallest byte string that Bytes returns without a copy
+// once Share is called.
+const MinShared = 1 << 10
 
 // Fail marks the read failed; the caller then falls back to the library.
 func (r *Reader) Fail() { r.failed = true }
@@ -381,7 +403,8 @@ func (r *Reader) String() string {
 }
 
 // Bytes reads null as nil, or a byte string as a fresh copy (non-nil even
-// when empty), as the library decodes into a []byte.
+// when empty), as the library decodes into a []byte; after Share, a large
+// byte string is a slice of the data instead.
 func (r *Reader) Bytes() []byte {
 	if r.Null() {
 		return nil
@@ -389,6 +412,9 @@ func (r *Reader) Bytes() []byte {
 	p, ok := r.payload(majBytes)
 	if !ok {
 		return nil
+	}
+	if r.shared && len(p) >= MinShared && 8*len(p) >= len(r.data) {
+		return p[:len(p):len(p)]
 	}
 	return append(make([]byte, 0, len(p)), p...)
 }

@@ -48,14 +48,16 @@ func (r *reassembly) add(chunk []byte, limit int) ([]byte, error) {
 
 // deferred is a message that arrived in chunks, handed on undecoded: the
 // worker (or, for a reply, the asker) decodes it, so that decoding a
-// large body never holds the connection's read loop. It owns its frame.
+// large body never holds the connection's read loop. It owns its frame,
+// which nothing reuses: the decoded value's large []byte fields may refer
+// to it (msgType.decodeOwned).
 type deferred struct {
 	typ  string
 	body []byte
 }
 
 func (d *deferred) decode(e *Env) (any, error) {
-	msg, mt, err := decodeBody(d.typ, d.body)
+	msg, mt, err := decodeBodyOf(d.typ, d.body, true)
 	if err != nil {
 		return nil, err
 	}

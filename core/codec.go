@@ -59,6 +59,10 @@ type msgType struct {
 	ptrName string       // "*" + name, the wire name of *T
 	typ     reflect.Type // the value type T
 	decode  func(body []byte, ptr bool) (any, error)
+	// decodeOwned decodes a body that the caller gives away (a message
+	// that arrived in chunks): large []byte fields may then refer to it
+	// instead of copying it. nil: decode does it.
+	decodeOwned func(body []byte, ptr bool) (any, error)
 	// encode appends the body for a T or *T and reports true, or reports
 	// false for the library to do it; nil unless T has a generated codec
 	// (gencodec.go).
@@ -147,7 +151,7 @@ func register[T any](name string) {
 		panic(fmt.Sprintf("rpcenv: RegisterMessage[%v](%q): the type is already registered as %q", t, name, e.mt.name))
 	}
 	mt := &msgType{name: name, ptrName: "*" + name, typ: t, hasRefs: containsRef(t, map[reflect.Type]bool{})}
-	mt.encode, mt.decode = generatedCodecFor[T]()
+	mt.encode, mt.decode, mt.decodeOwned = generatedCodecFor[T]()
 	if mt.decode == nil {
 		mt.decode = libraryDecoder[T]
 	}
@@ -316,6 +320,12 @@ func checkType(msg any) (string, *msgType, error) {
 
 // decodeBody turns a received body back into the Go value that was sent.
 func decodeBody(wire string, body []byte) (any, *msgType, error) {
+	return decodeBodyOf(wire, body, false)
+}
+
+// decodeBodyOf is decodeBody; owned means body is the decoded value's to
+// keep: nothing reuses it afterwards (msgType.decodeOwned).
+func decodeBodyOf(wire string, body []byte, owned bool) (any, *msgType, error) {
 	if wire == "" {
 		if len(body) != 1 || body[0] != cborNull {
 			return nil, nil, fmt.Errorf("%w: a message without a type must have a null body", ErrProtocol)
@@ -326,7 +336,11 @@ func decodeBody(wire string, body []byte) (any, *msgType, error) {
 	if !ok {
 		return nil, nil, fmt.Errorf("%w %q: the receiving program has not registered it with core.RegisterMessage", ErrUnregisteredType, wire)
 	}
-	v, err := mt.decode(body, ptr)
+	decode := mt.decode
+	if owned && mt.decodeOwned != nil {
+		decode = mt.decodeOwned
+	}
+	v, err := decode(body, ptr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: decode %s: %v", ErrProtocol, wire, err)
 	}

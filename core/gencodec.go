@@ -28,17 +28,27 @@ type generatedDecoder interface {
 	DecodeRPC(data []byte) bool
 }
 
-// generatedCodecFor returns msgType's encode and decode for T when T has
-// generated methods, or nils.
-func generatedCodecFor[T any]() (func(*bytes.Buffer, any) bool, func([]byte, bool) (any, error)) {
+// generatedReader is what rpcgen generates on *T besides DecodeRPC: it
+// reads a T from a Reader the caller set up (msgType.decodeOwned shares
+// the body's bytes with the value).
+type generatedReader interface {
+	ReadRPC(r *cborgen.Reader)
+}
+
+// generatedCodecFor returns msgType's encode, decode and decodeOwned for
+// T when T has generated methods, or nils.
+func generatedCodecFor[T any]() (enc func(*bytes.Buffer, any) bool, dec, decOwned func([]byte, bool) (any, error)) {
 	var zero T
 	if _, ok := any(zero).(generatedEncoder); !ok {
-		return nil, nil
+		return nil, nil, nil
 	}
 	if _, ok := any(new(T)).(generatedDecoder); !ok {
-		return nil, nil
+		return nil, nil, nil
 	}
-	return generatedEncode[T], generatedDecode[T]()
+	if _, ok := any(new(T)).(generatedReader); ok {
+		decOwned = generatedDecodeOwned[T]
+	}
+	return generatedEncode[T], generatedDecode[T](), decOwned
 }
 
 // generatedEncode appends the body for a T or *T to buf and reports true,
@@ -102,6 +112,39 @@ func generatedDecode[T any]() func(body []byte, ptr bool) (any, error) {
 		scratch.Put(v)
 		return out, nil
 	}
+}
+
+// readers recycles the Readers of generatedDecodeOwned: one passed to
+// ReadRPC through an interface escapes, and a Reader is 170 bytes.
+var readers = sync.Pool{New: func() any { return new(cborgen.Reader) }}
+
+// generatedDecodeOwned decodes a body the caller gives away, sharing its
+// large byte strings with the value (cborgen.Reader.Share) instead of
+// copying them: a message that arrived in chunks, whose reassembled frame
+// nothing reuses.
+func generatedDecodeOwned[T any](body []byte, ptr bool) (any, error) {
+	if ptr && len(body) == 1 && body[0] == cborNull {
+		return (*T)(nil), nil
+	}
+	v := new(T)
+	r := readers.Get().(*cborgen.Reader)
+	r.Reset(body)
+	r.Share()
+	any(v).(generatedReader).ReadRPC(r)
+	ok := r.Done()
+	r.Reset(nil)
+	readers.Put(r)
+	if !ok {
+		var zero T
+		*v = zero // undo what the fast path wrote before it gave up
+		if err := decMode.Unmarshal(body, v); err != nil {
+			return nil, err
+		}
+	}
+	if ptr {
+		return v, nil
+	}
+	return *v, nil
 }
 
 // AppendRef appends r's CBOR encoding to b, as the library codec writes

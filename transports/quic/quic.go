@@ -98,10 +98,9 @@
 //
 // This works in one direction: it tells the dialing side that the
 // listening side restarted. Each dial uses a UDP socket of its own, on a
-// port chosen by the kernel, with zero-length connection IDs (quic-go's
-// DialAddr): a restarted dialer neither has its old port nor could prove
-// a reset for those connections, so the listening side notices it only
-// through its timeouts. Dialing from the listener's socket would fix
+// port chosen by the kernel: a restarted dialer neither has its old port
+// nor could prove a reset for those connections, so the listening side
+// notices it only through its timeouts. Dialing from the listener's socket would fix
 // this, but a Transport is shared by envs and does not know which env
 // dials: two envs' connections would then share one address (which the
 // accepting side uses to tell client-mode peers apart), and one env's
@@ -291,7 +290,7 @@ func (t *Transport) Listen(addr string, opts core.ConnOptions) (core.Listener, e
 	if err != nil {
 		return nil, fmt.Errorf("quic: listen quic://%s: %w", addr, err)
 	}
-	tr := &quicgo.Transport{Conn: uc, StatelessResetKey: t.resetKey}
+	tr := &quicgo.Transport{Conn: udpConn{uc}, StatelessResetKey: t.resetKey}
 	ql, err := tr.Listen(t.server, t.listenConf)
 	if err != nil {
 		tr.Close()
@@ -319,7 +318,7 @@ func (t *Transport) Dial(ctx context.Context, addr string, opts core.ConnOptions
 	dctx, cancel := context.WithCancelCause(ctx)
 	var probe sync.WaitGroup
 	probe.Go(func() { probeRefused(dctx, addr, cancel) })
-	qc, err := quicgo.DialAddr(dctx, addr, cfg, t.dialConf)
+	qc, err := t.dial(dctx, addr, cfg)
 	cancel(nil)
 	probe.Wait()
 	if err != nil {
@@ -340,6 +339,31 @@ func (t *Transport) Dial(ctx context.Context, addr string, opts core.ConnOptions
 		return nil, fmt.Errorf("quic: dial quic://%s: open the stream: %w", addr, err)
 	}
 	return newConn(qc, s, opts, t.opts.HandshakeTimeout), nil
+}
+
+// dial connects to addr from a UDP socket of its own, on a port the
+// kernel chooses, which is closed when the connection ends.
+func (t *Transport) dial(ctx context.Context, addr string, cfg *tls.Config) (*quicgo.Conn, error) {
+	ra, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		return nil, err
+	}
+	uc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4zero})
+	if err != nil {
+		return nil, err
+	}
+	tr := &quicgo.Transport{Conn: udpConn{uc}}
+	qc, err := tr.Dial(ctx, ra, cfg, t.dialConf)
+	if err != nil {
+		tr.Close()
+		uc.Close()
+		return nil, err
+	}
+	context.AfterFunc(qc.Context(), func() {
+		tr.Close()
+		uc.Close()
+	})
+	return qc, nil
 }
 
 // probeInterval is how often probeRefused sends its byte again.

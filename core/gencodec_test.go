@@ -1,0 +1,92 @@
+package core
+
+import (
+	"bytes"
+	"testing"
+
+	"github.com/rpcenv/rpcenv/cborgen"
+)
+
+// blob has hand-written methods in the shape rpcgen generates, so that
+// core's own tests can use a generated codec (package codectest, whose
+// messages rpcgen generates, imports core).
+type blob struct{ Data []byte }
+
+func init() { RegisterMessage[blob]("coretest.blob") }
+
+func (m blob) AppendRPC(b []byte) ([]byte, error) {
+	b = cborgen.AppendMapHead(b, 1)
+	b = cborgen.AppendString(b, "Data")
+	return cborgen.AppendBytes(b, m.Data), nil
+}
+
+func (m *blob) DecodeRPC(data []byte) bool {
+	r := cborgen.NewReader(data)
+	m.ReadRPC(&r)
+	return r.Done()
+}
+
+func (m *blob) ReadRPC(r *cborgen.Reader) {
+	if r.MapHead() != 1 {
+		r.Fail()
+		return
+	}
+	r.Key("dData")
+	m.Data = r.Bytes()
+	r.End()
+}
+
+// TestOwnedBodiesShareTheirBytes checks that a body decoded as owned (a
+// message that arrived in chunks) gives a large []byte field that refers
+// to the body, and that any other body is copied.
+func TestOwnedBodiesShareTheirBytes(t *testing.T) {
+	data := bytes.Repeat([]byte{0xab}, 4*cborgen.MinShared)
+	body, err := encMode.Marshal(blob{Data: data})
+	if err != nil {
+		t.Fatal(err)
+	}
+	within := func(b []byte) bool {
+		for i := range body {
+			if &body[i] == &b[0] {
+				return true
+			}
+		}
+		return false
+	}
+	for _, wire := range []string{"coretest.blob", "*coretest.blob"} {
+		for _, owned := range []bool{false, true} {
+			v, _, err := decodeBodyOf(wire, body, owned)
+			if err != nil {
+				t.Fatalf("%s, owned %v: %v", wire, owned, err)
+			}
+			var got []byte
+			switch m := v.(type) {
+			case blob:
+				got = m.Data
+			case *blob:
+				got = m.Data
+			default:
+				t.Fatalf("%s: decoded a %T", wire, v)
+			}
+			if !bytes.Equal(got, data) {
+				t.Fatalf("%s, owned %v: the bytes differ", wire, owned)
+			}
+			if within(got) != owned {
+				t.Errorf("%s, owned %v: the field refers to the body: %v, want %v", wire, owned, within(got), owned)
+			}
+		}
+	}
+	// A body the generated code does not take falls back to the library,
+	// owned or not: here the key is in another case.
+	other, err := encMode.Marshal(map[string][]byte{"DATA": data})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, _, err := decodeBodyOf("coretest.blob", other, true)
+	if err != nil || !bytes.Equal(v.(blob).Data, data) {
+		t.Errorf("library fallback: %v, equal %v", err, err == nil && bytes.Equal(v.(blob).Data, data))
+	}
+	if v, _, err := decodeBodyOf("*coretest.blob", []byte{cborNull}, true); err != nil || v.(*blob) != nil {
+		t.Errorf("null as *blob: %v, %v; want a nil *blob", v, err)
+	}
+}
