@@ -115,6 +115,14 @@ func BenchmarkInprocSend(b *testing.B) {
 	benchSend(b, srv, cli)
 }
 
+// BenchmarkInprocSendLarge sends 256 KiB messages, which cross in chunks:
+// their decoded []byte refers to the reassembled frame (no copy).
+func BenchmarkInprocSendLarge(b *testing.B) {
+	srv, cli := inprocPair(b)
+	b.SetBytes(256 << 10)
+	benchSendMsg(b, srv, cli, codectest.Flat{ID: 1, Data: make([]byte, 256<<10)})
+}
+
 func BenchmarkInprocAsk(b *testing.B) {
 	srv, cli := inprocPair(b)
 	benchAsk(b, srv, cli, context.Background())
@@ -140,6 +148,11 @@ func benchRef(b *testing.B, at, from *core.Env, name string, ep core.Endpoint, o
 // benchSend sends b.N messages from from to a counting endpoint of at and
 // waits until all were received.
 func benchSend(b *testing.B, at, from *core.Env) {
+	benchSendMsg(b, at, from, benchMsg{ID: 1, Name: "task"})
+}
+
+// benchSendMsg is benchSend with msg.
+func benchSendMsg(b *testing.B, at, from *core.Env, msg any) {
 	b.ReportAllocs()
 	c := &counter{done: make(chan struct{}), want: b.N}
 	var opts []core.EndpointOption
@@ -149,7 +162,6 @@ func benchSend(b *testing.B, at, from *core.Env) {
 		opts = append(opts, core.WithInboxLimit(1<<40))
 	}
 	ref := benchRef(b, at, from, "sink", c, opts...)
-	msg := benchMsg{ID: 1, Name: "task"}
 	b.ResetTimer()
 	for range b.N {
 		if err := ref.Send(msg); err != nil {
