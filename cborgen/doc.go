@@ -49,4 +49,9 @@
 //
 // The Reader never panics on malformed input, and every length it reads is
 // checked against the bytes left before anything is allocated.
+//
+// Decoded strings and byte strings are copies, as the library makes them,
+// unless the caller gives the input away with [Reader.Share]: large byte
+// strings are then slices of the input. core does that for a message that
+// arrived in chunks, whose reassembled frame nothing else uses.
 package cborgen
