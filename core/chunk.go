@@ -54,6 +54,17 @@ func (r *reassembly) add(chunk []byte, limit int) ([]byte, error) {
 type deferred struct {
 	typ  string
 	body []byte
+	lent bool // body is a pooled frame, given back by done (WithBorrowedBytes)
+}
+
+// done is called once the handler of the decoded message returned: a lent
+// body goes back to the free lists, and the message's borrowed bytes with
+// it.
+func (d *deferred) done() {
+	if d.lent {
+		releaseFrame(d.body)
+		d.body, d.lent = nil, false
+	}
 }
 
 func (d *deferred) decode(e *Env) (any, error) {

@@ -315,6 +315,7 @@ type EndpointOption func(*endpointOptions)
 type endpointOptions struct {
 	concurrency int
 	inboxLimit  int
+	borrow      bool
 }
 
 // DefaultInboxLimit is an endpoint's inbox limit unless [WithInboxLimit]
@@ -344,6 +345,28 @@ func WithConcurrency(n int) EndpointOption {
 	return func(o *endpointOptions) { o.concurrency = n }
 }
 
+// WithBorrowedBytes lets the endpoint borrow the large []byte fields of
+// the messages it receives from other envs instead of owning them: such
+// a field is valid only until Receive returns, and the env then reuses
+// its memory for later messages. It saves an allocation and a copy of
+// the payload per message, which for large payloads is most of the
+// receiving side's cost (docs/BENCHMARKS.md, "(p2) to (p5) at 64 KiB").
+//
+// It applies to messages from other envs whose type has a generated
+// codec (rpcgen) and whose encoded body is at least 8 KiB (and fills at
+// least half of one of the env's pooled frames, which go up to 1 MiB),
+// and to their []byte fields of at least 1 KiB and an eighth of the body
+// ([cborgen.Reader.Share]); other fields, other messages and messages
+// from the endpoint's own env are owned as usual. A handler that keeps such bytes past Receive must copy
+// them first: storing them, handing them to another goroutine, replying
+// later, or sending the message to an endpoint of the same env (which
+// passes it by reference). Replies and sends to other envs made during
+// Receive encode the message before they return, so they are safe. Stream
+// opens (ReceiveStream) are not affected.
+func WithBorrowedBytes() EndpointOption {
+	return func(o *endpointOptions) { o.borrow = true }
+}
+
 // Register adds ep under name and returns its ref. OnStart, if ep has
 // one, runs before any message, in ep's inbox: Register does not wait for
 // it. Names are unique in an env (ErrNameTaken) and may not contain '/'
@@ -367,7 +390,7 @@ func (e *Env) Register(name string, ep Endpoint, opts ...EndpointOption) (*Ref, 
 	if d, ok := ep.(Delegator); ok {
 		hooks = d.Delegate()
 	}
-	x := &endpoint{env: e, name: name, impl: ep, hooks: hooks, max: o.concurrency, limit: o.inboxLimit, done: make(chan struct{})}
+	x := &endpoint{env: e, name: name, impl: ep, hooks: hooks, max: o.concurrency, limit: o.inboxLimit, borrow: o.borrow, done: make(chan struct{})}
 	x.self = newRef(e, name, e.addr, e.id, e.name)
 	x.self.ep = x
 	x.sendCtx = &Context{ep: x, sender: e.addr}

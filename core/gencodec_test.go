@@ -90,3 +90,25 @@ func TestOwnedBodiesShareTheirBytes(t *testing.T) {
 		t.Errorf("null as *blob: %v, %v; want a nil *blob", v, err)
 	}
 }
+
+// TestLendable checks which body sizes an endpoint that borrows gets lent:
+// from minLent, filling at least half of a pooled frame, up to the largest.
+func TestLendable(t *testing.T) {
+	for _, c := range []struct {
+		n    int
+		want bool
+	}{
+		{minLent - 1, false},
+		{minLent, true},     // half of a 16 KiB frame
+		{16<<10 + 1, false}, // a quarter of a 64 KiB frame
+		{32 << 10, true},    // half of it
+		{64<<10 + 64, true}, // a whole frame's worth, in a 128 KiB one
+		{300 << 10, false},  // under half of a 1 MiB frame
+		{1 << 20, true},     // the largest
+		{1<<20 + 1, false},  // no pooled frame is that large
+	} {
+		if got := lendable(c.n); got != c.want {
+			t.Errorf("lendable(%d) = %v, want %v", c.n, got, c.want)
+		}
+	}
+}

@@ -23,7 +23,7 @@ func (e *Env) handle(p *peer, env *envelope, size int, owned bool) error {
 			e.deadLetter(DeadLetter{Target: e.uriOf(env.To), Type: env.Type, Sender: p.label(), Reason: ErrEndpointNotFound})
 			return nil
 		}
-		msg, err := e.decodeOrDefer(env, owned)
+		msg, err := e.decodeFor(x, env, owned)
 		if err != nil {
 			p.consumed(env.To, 0, size)
 			e.deadLetter(DeadLetter{Target: e.uriOf(env.To), Type: env.Type, Sender: p.label(), Reason: err})
@@ -45,7 +45,7 @@ func (e *Env) handle(p *peer, env *envelope, size int, owned bool) error {
 			p.sendFail(env.ID, "", fmt.Errorf("%w: %s", ErrEndpointNotFound, e.uriOf(env.To)))
 			return nil
 		}
-		msg, err := e.decodeOrDefer(env, owned)
+		msg, err := e.decodeFor(x, env, owned)
 		if err != nil {
 			p.consumed(env.To, 0, size)
 			p.sendFail(env.ID, "", fmt.Errorf("%s: %w", e.uriOf(env.To), err))
@@ -142,6 +142,42 @@ func (e *Env) decodeOrDefer(env *envelope, owned bool) (any, error) {
 	}
 	e.bind(msg, mt)
 	return msg, nil
+}
+
+// decodeFor is decodeOrDefer for a message to endpoint x. When x borrows
+// its messages' bytes (WithBorrowedBytes) and the body is lendable and has
+// a generated codec, the body is copied into a pooled frame and deferred:
+// the worker decodes it, sharing its large byte strings with the message,
+// and gives the frame back once Receive returned (deferred.done). A body
+// the env owns already (reassembled from chunks) is deferred as it is.
+func (e *Env) decodeFor(x *endpoint, env *envelope, owned bool) (any, error) {
+	if x.borrow && !owned && lendable(len(env.Body)) {
+		if mt, _, ok := lookupName(env.Type); ok && mt.decodeOwned != nil {
+			body := newFrame(len(env.Body))
+			copy(body, env.Body)
+			return &deferred{typ: env.Type, body: body, lent: true}, nil
+		}
+	}
+	return e.decodeOrDefer(env, owned)
+}
+
+// minLent is the smallest body lent to an endpoint that borrows: below
+// it, an allocation and a copy cost less than the hand-off to the worker.
+const minLent = 8 << 10
+
+// lendable reports whether a body of n bytes is lent (decodeFor): at least
+// minLent, and at least half of the pooled frame it goes into, so that a
+// queue of lent messages holds at most twice their size.
+func lendable(n int) bool {
+	if n < minLent {
+		return false
+	}
+	for _, c := range frameClasses {
+		if n <= c.size {
+			return 2*n >= c.size
+		}
+	}
+	return false
 }
 
 // bind makes the refs inside a received message usable from this env.

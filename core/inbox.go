@@ -100,6 +100,7 @@ type endpoint struct {
 	observer NetworkObserver // nil unless impl is one
 	sendCtx  *Context        // shared by every local send: it is immutable
 	limit    int             // inbox limit in bytes (WithInboxLimit)
+	borrow   bool            // messages lend their large []byte fields (WithBorrowedBytes)
 	local    atomic.Int64    // bytes of local messages in the inbox
 
 	mu       sync.Mutex
@@ -308,14 +309,19 @@ func (ep *endpoint) process(it item) {
 	switch it.kind {
 	case itemMessage:
 		msg := it.msg
-		if d, ok := msg.(*deferred); ok {
+		d, _ := msg.(*deferred)
+		if d != nil {
 			var err error
 			if msg, err = d.decode(ep.env); err != nil {
 				ep.undeliverable(it, err)
+				d.done()
 				break
 			}
 		}
 		ep.receive(it.c, msg) // run gives back what it counted (consumption)
+		if d != nil {
+			d.done()
+		}
 	case itemStart:
 		ep.start()
 	case itemStop:

@@ -60,10 +60,14 @@ first replies byte for byte.
 
 - **rpcenv-inproc, rpcenv-tcp, rpcenv-quic**: a listening env and a
   client-mode env; ` + "`Ref.Ask`" + ` to an echo endpoint registered with
-  ` + "`WithConcurrency(%d)`" + `, ` + "`Ref.Send`" + ` to a counting one.
+  ` + "`WithConcurrency(%d)`" + `, ` + "`Ref.Send`" + ` to a counting one. Both endpoints
+  are registered with ` + "`WithBorrowedBytes`" + `: a received 64 KiB payload is
+  lent to the handler until it returns, in a recycled buffer, instead of
+  being a new allocation per message (the asker's reply still is one).
 - **grpc-unary, grpc-stream**: gRPC-go over TCP without TLS, with a codec
-  that passes the bytes through (no protobuf). Unary calls; or one bidi
-  stream per caller, ping-ponged, and one client stream per one-way batch.
+  that passes the bytes through (no protobuf), copying each received
+  message into a buffer it reuses. Unary calls; or one bidi stream per
+  caller, ping-ponged, and one client stream per one-way batch.
 - **net/rpc**: the standard library's net/rpc (gob), one ` + "`rpc.Client`" + `.
 - **raw-tcp** (floor): length-prefixed frames written by hand, no encoding;
   concurrent callers multiplexed by call id with one reader goroutine. Each

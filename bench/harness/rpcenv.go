@@ -124,7 +124,7 @@ type rpcenvAsker struct {
 }
 
 func (s rpcenvSystem) NewAsker(callers int) (Asker, error) {
-	p, err := s.open("echo", echo{}, core.WithConcurrency(echoConcurrency))
+	p, err := s.open("echo", echo{}, core.WithConcurrency(echoConcurrency), core.WithBorrowedBytes())
 	if err != nil {
 		return nil, err
 	}
@@ -166,7 +166,7 @@ type rpcenvSender struct {
 
 func (s rpcenvSystem) NewSender() (Sender, error) {
 	c := new(counter)
-	p, err := s.open("count", callEndpoint(c.add))
+	p, err := s.open("count", callEndpoint(c.add), core.WithBorrowedBytes())
 	if err != nil {
 		return nil, err
 	}
@@ -191,7 +191,7 @@ type rpcenvBulkAsker struct {
 }
 
 func (s rpcenvSystem) NewBulkAsker(onBulk func()) (BulkAsker, error) {
-	p, err := s.open("echo", echo{}, core.WithConcurrency(echoConcurrency))
+	p, err := s.open("echo", echo{}, core.WithConcurrency(echoConcurrency), core.WithBorrowedBytes())
 	if err != nil {
 		return nil, err
 	}
