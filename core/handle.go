@@ -190,7 +190,7 @@ func (e *Env) bind(msg any, mt *msgType) {
 // uriOf names one of this env's endpoints in messages.
 func (e *Env) uriOf(name string) string {
 	if e.addr == "" {
-		return "client://" + e.name + "." + e.id[:8] + "/" + name
+		return clientURI(e.name, e.id, name)
 	}
 	return e.addr + "/" + name
 }

@@ -89,7 +89,14 @@ func (r *Ref) Address() string { return r.addr }
 
 // String returns the endpoint's URI, "tcp://127.0.0.1:41234/driver". For
 // an endpoint of a client-mode env, which has no address, it returns
-// "client://ENVNAME.ID/name": a label for messages, not a URI to look up.
+// "client://ENVNAME.ID/name", with the env's name and its full id (32 hex
+// digits): a label, not a URI to look up.
+//
+// String is the same for every ref to the endpoint, however it was
+// obtained (Register, Lookup, inside a message, through another env), so
+// it can serve as a map key. It names an endpoint at an address: a
+// listening env restarted at the same address gives its endpoints the
+// same strings, while Equal tells the two env instances apart.
 func (r *Ref) String() string {
 	if r == nil {
 		return "<nil ref>"
@@ -100,15 +107,28 @@ func (r *Ref) String() string {
 	return r.uri
 }
 
+// Equal reports whether r and o refer to the same endpoint: the same name
+// in the same env instance, told by the env's id, which every env draws
+// at random when it is created (so an env restarted at the same address
+// is another env). Refs obtained in different ways are Equal when they
+// name the same endpoint. A nil ref is Equal only to nil.
+func (r *Ref) Equal(o *Ref) bool {
+	if r == nil || o == nil {
+		return r == o
+	}
+	return r.name == o.name && r.envID == o.envID
+}
+
 func (r *Ref) makeURI() string {
 	if r.addr != "" {
 		return r.addr + "/" + r.name
 	}
-	id := r.envID
-	if len(id) > 8 {
-		id = id[:8]
-	}
-	return "client://" + r.envName + "." + id + "/" + r.name
+	return clientURI(r.envName, r.envID, r.name)
+}
+
+// clientURI is the label of an endpoint of a client-mode env.
+func clientURI(envName, envID, name string) string {
+	return "client://" + envName + "." + envID + "/" + name
 }
 
 var errUnusableRef = errors.New("ref is nil or not bound to an env (get refs from Register, Lookup or a received message)")
