@@ -12,6 +12,27 @@ import (
 	"github.com/rpcenv/rpcenv/core"
 )
 
+// ErrQuotaExceeded is an application's error, registered with a wire code
+// (core.RegisterError) so that errors.Is holds for it across envs.
+var ErrQuotaExceeded = errors.New("quota exceeded")
+
+// quotaCode is ErrQuotaExceeded's wire code.
+const quotaCode = "conformance.quota_exceeded"
+
+func init() { core.RegisterError(quotaCode, ErrQuotaExceeded) }
+
+// errUnregistered is an error with no wire code.
+var errUnregistered = errors.New("an error of no registered kind")
+
+// codeOfRemote is the code of err's *core.RemoteError, for messages.
+func codeOfRemote(err error) string {
+	var re *core.RemoteError
+	if errors.As(err, &re) {
+		return re.Code
+	}
+	return "(no RemoteError)"
+}
+
 // waitedFor matches the duration a deadline error reports.
 var waitedFor = regexp.MustCompile(`within [0-9.]+(ms|s)\b`)
 
@@ -38,6 +59,28 @@ var askCases = concat(
 		}
 		if !strings.Contains(err.Error(), "no such thing") {
 			t.Fatalf("Ask error %q lost the endpoint's message", err)
+		}
+	}),
+	across("RegisteredErrorKeepsErrorsIs", all, func(t *testing.T, h *harness, at, from *core.Env) {
+		h.register(at, "quota", &probe{receive: func(_ *core.Context, msg any) error {
+			if msg.(Ping).N == 1 {
+				return fmt.Errorf("user 7: %w", ErrQuotaExceeded)
+			}
+			return errUnregistered
+		}})
+		ref := h.lookup(from, at, "quota")
+		_, err := ask(t, ref, Ping{N: 1})
+		var re *core.RemoteError
+		if !errors.As(err, &re) || !errors.Is(err, ErrQuotaExceeded) || re.Code != quotaCode {
+			t.Fatalf("Ask: %v (code %q), want a *core.RemoteError with code %q for which errors.Is(err, ErrQuotaExceeded)", err, codeOfRemote(err), quotaCode)
+		}
+		if !strings.Contains(err.Error(), "user 7: quota exceeded") {
+			t.Fatalf("Ask error %q lost the endpoint's message", err)
+		}
+		// An error that wraps no registered one crosses as text.
+		_, err = ask(t, ref, Ping{N: 2})
+		if !errors.As(err, &re) || re.Code != "" || errors.Unwrap(err) != nil || re.Message != errUnregistered.Error() {
+			t.Fatalf("Ask: %v (code %q), want a *core.RemoteError with no code and the error's text", err, codeOfRemote(err))
 		}
 	}),
 	across("PanicIsRecoveredAndTheEndpointKeepsWorking", all, func(t *testing.T, h *harness, at, from *core.Env) {

@@ -3,6 +3,9 @@ package core
 import (
 	"errors"
 	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
 )
 
 // Sentinel errors. Every error rpcenv returns wraps one of these where one
@@ -74,8 +77,95 @@ var sentinelCodes = []struct {
 	{"not_found", ErrNotFound},
 }
 
-// codeOf returns the wire code of the first sentinel err wraps, or "".
+// appCodes holds the errors registered with RegisterError, copied on
+// write: readers load it without a lock.
+var (
+	appCodes   atomic.Pointer[[]codedError]
+	appCodesMu sync.Mutex // serializes RegisterError
+)
+
+type codedError struct {
+	code string
+	err  error
+}
+
+// RegisterError gives an application's error a wire code, so that an
+// endpoint's error that wraps err keeps its identity across envs: the
+// asker's error, a *RemoteError, then satisfies errors.Is(e, err), as it
+// does for this package's sentinels. Register the same code for the same
+// error in every program that answers with it or tests for it, at init
+// (codes, not Go values, cross the wire). An error that wraps no
+// registered error crosses as its text alone, as before.
+//
+// Codes are 3 to 64 bytes of lower-case letters, digits, '_', '-' and
+// '.', and must contain a '.': codes without one belong to rpcenv (its
+// sentinels' codes, docs/PROTOCOL.md, "Error codes"), and so do those
+// that start with "rpcenv.". Name yours after your program or package,
+// "billing.quota_exceeded". When an error wraps several registered
+// errors, the first registered wins, and registered errors go before
+// this package's sentinels.
+//
+// RegisterError panics if the code is malformed or taken, if err is nil
+// or one of this package's sentinels, or if err already has a code.
+func RegisterError(code string, err error) {
+	if msg := badCode(code); msg != "" {
+		panic(fmt.Sprintf("rpcenv: RegisterError(%q): %s", code, msg))
+	}
+	if err == nil {
+		panic(fmt.Sprintf("rpcenv: RegisterError(%q): nil error", code))
+	}
+	if c := sentinelCode(err); c != "" {
+		panic(fmt.Sprintf("rpcenv: RegisterError(%q, %v): the error is rpcenv's own, with code %q", code, err, c))
+	}
+	appCodesMu.Lock()
+	defer appCodesMu.Unlock()
+	var old []codedError
+	if p := appCodes.Load(); p != nil {
+		old = *p
+	}
+	for _, c := range old {
+		switch {
+		case c.code == code:
+			panic(fmt.Sprintf("rpcenv: RegisterError(%q, %v): the code is taken by %v", code, err, c.err))
+		case c.err == err:
+			panic(fmt.Sprintf("rpcenv: RegisterError(%q, %v): the error already has code %q", code, err, c.code))
+		}
+	}
+	next := append(old[:len(old):len(old)], codedError{code, err})
+	appCodes.Store(&next)
+}
+
+// badCode says what is wrong with an application's error code, or "".
+func badCode(code string) string {
+	switch {
+	case len(code) < 3 || len(code) > 64:
+		return "a code is 3 to 64 bytes long"
+	case strings.Trim(code, "abcdefghijklmnopqrstuvwxyz0123456789_-.") != "":
+		return "a code has only lower-case letters, digits, '_', '-' and '.'"
+	case !strings.Contains(code, "."):
+		return "an application's code contains a '.' (codes without one are rpcenv's)"
+	case strings.HasPrefix(code, "rpcenv."):
+		return `codes starting with "rpcenv." are rpcenv's`
+	}
+	return ""
+}
+
+// codeOf returns the wire code of the first registered error err wraps,
+// else of the first sentinel it wraps, or "".
 func codeOf(err error) string {
+	if p := appCodes.Load(); p != nil {
+		for _, c := range *p {
+			if errors.Is(err, c.err) {
+				return c.code
+			}
+		}
+	}
+	return sentinelCode(err)
+}
+
+// sentinelCode returns the wire code of the first sentinel err wraps, or
+// "".
+func sentinelCode(err error) string {
 	for _, s := range sentinelCodes {
 		if errors.Is(err, s.err) {
 			return s.code
@@ -84,11 +174,22 @@ func codeOf(err error) string {
 	return ""
 }
 
-// sentinelOf returns the sentinel for a wire code, or nil.
+// sentinelOf returns the error for a wire code, a sentinel or a
+// registered one, or nil.
 func sentinelOf(code string) error {
+	if code == "" {
+		return nil
+	}
 	for _, s := range sentinelCodes {
 		if s.code == code {
 			return s.err
+		}
+	}
+	if p := appCodes.Load(); p != nil {
+		for _, c := range *p {
+			if c.code == code {
+				return c.err
+			}
 		}
 	}
 	return nil
@@ -100,12 +201,13 @@ func sentinelOf(code string) error {
 // the same whatever the transport.
 //
 // errors.Is(err, ErrX) holds when the endpoint's error wrapped one of this
-// package's sentinels; other error identities do not cross envs, only
-// their message does.
+// package's sentinels, or an error registered with [RegisterError] in
+// both programs; other error identities do not cross envs, only their
+// message does.
 type RemoteError struct {
 	Endpoint string // URI of the endpoint that answered
 	Message  string // the error's text
-	Code     string // wire code of the sentinel it wrapped, "" if none
+	Code     string // wire code of the sentinel or registered error it wrapped, "" if none
 }
 
 // Error implements error.
@@ -113,7 +215,8 @@ func (e *RemoteError) Error() string {
 	return fmt.Sprintf("rpcenv: remote %s: %s", e.Endpoint, e.Message)
 }
 
-// Unwrap returns the sentinel the remote error wrapped, or nil.
+// Unwrap returns the sentinel or registered error the remote error
+// wrapped, or nil (also for a code this program has not registered).
 func (e *RemoteError) Unwrap() error { return sentinelOf(e.Code) }
 
 // PanicError is a panic recovered from an endpoint's Receive, OnStart or

@@ -199,3 +199,43 @@ func ExampleFileServer_AddDirectory() {
 	fmt.Println(string(jar), errors.Is(err, core.ErrNotFound))
 	// Output: jar bytes true
 }
+
+// ErrQuotaExceeded is an application's error that keeps its identity
+// across envs.
+var ErrQuotaExceeded = errors.New("quota exceeded")
+
+func init() { core.RegisterError("example.quota_exceeded", ErrQuotaExceeded) }
+
+// An endpoint answers an ask with an error wrapping a registered error:
+// the asker, in another env, tests for it with errors.Is.
+func ExampleRegisterError() {
+	t := inproc.New()
+	billing, err := core.NewEnv(core.Config{Listen: "inproc://billing", Transports: []core.Transport{t}})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer billing.Close()
+	billing.Register("accounts", endpointFunc(func(c *core.Context, msg any) error {
+		return fmt.Errorf("account %s: %w", msg, ErrQuotaExceeded)
+	}))
+	shop, err := core.NewEnv(core.Config{Transports: []core.Transport{t}})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer shop.Close()
+	ctx := context.Background()
+	accounts, err := shop.Lookup(ctx, "inproc://billing/accounts")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	_, err = accounts.Ask(ctx, "42")
+	var re *core.RemoteError
+	fmt.Println(errors.Is(err, ErrQuotaExceeded), errors.As(err, &re) && re.Code == "example.quota_exceeded")
+	fmt.Println(re.Message)
+	// Output:
+	// true true
+	// account 42: quota exceeded
+}
