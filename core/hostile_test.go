@@ -3,8 +3,10 @@ package core
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"io"
+	"math"
 	"net"
 	"runtime"
 	"strings"
@@ -32,6 +34,62 @@ func TestDecodeEnvelopeAcceptsEveryFrameKind(t *testing.T) {
 		var env envelope
 		if err := decodeEnvelope(frame, &env); err != nil {
 			t.Errorf("decodeEnvelope(%x): %v", frame, err)
+		}
+	}
+}
+
+// TestEnvelopeIntegersMayBeWholeFloats checks that the envelope's integer
+// fields accept a float with a whole value in range, as encoders that
+// write large integers as floats send them, and refuse any other float.
+func TestEnvelopeIntegersMayBeWholeFloats(t *testing.T) {
+	f64 := func(v float64) []byte { return binary.BigEndian.AppendUint64([]byte{0xfb}, math.Float64bits(v)) }
+	f32 := func(v float32) []byte { return binary.BigEndian.AppendUint32([]byte{0xfa}, math.Float32bits(v)) }
+	half := func(bits uint16) []byte { return binary.BigEndian.AppendUint16([]byte{0xf9}, bits) }
+	// An Ask: kind, id, to "e", type "", body null, timeout, code "", message "".
+	ask := func(kind, id, timeout []byte) []byte {
+		b := append([]byte{0x88}, kind...)
+		b = append(b, id...)
+		b = append(b, 0x61, 'e', 0x60, 0xf6)
+		b = append(b, timeout...)
+		return append(b, 0x60, 0x60)
+	}
+	for _, c := range []struct {
+		name              string
+		kind, id, timeout []byte
+		wantID            uint64
+		wantTimeout       int64
+	}{
+		{"integers", []byte{0x0b}, []byte{0x07}, []byte{0x1a, 0x3b, 0x9a, 0xca, 0x00}, 7, 1e9},
+		{"a double timeout over 2^32", []byte{0x0b}, []byte{0x07}, f64(5e9), 7, 5e9},
+		{"a double id over 2^53", []byte{0x0b}, f64(1 << 60), []byte{0x00}, 1 << 60, 0},
+		{"a single kind and a half id", f32(11), half(0x4400), f64(-3), 4, -3},
+		{"negative zero", []byte{0x0b}, f64(math.Copysign(0, -1)), []byte{0x00}, 0, 0},
+	} {
+		var env envelope
+		if err := decodeEnvelope(ask(c.kind, c.id, c.timeout), &env); err != nil {
+			t.Errorf("%s: %v", c.name, err)
+			continue
+		}
+		if env.Kind != kindAsk || env.ID != c.wantID || env.Timeout != c.wantTimeout {
+			t.Errorf("%s: kind %d, id %d, timeout %d; want %d, %d, %d", c.name, env.Kind, env.ID, env.Timeout, kindAsk, c.wantID, c.wantTimeout)
+		}
+	}
+	for _, c := range []struct {
+		name              string
+		kind, id, timeout []byte
+	}{
+		{"a fraction", []byte{0x0b}, f64(1.5), []byte{0x00}},
+		{"a negative id", []byte{0x0b}, f64(-1), []byte{0x00}},
+		{"NaN", []byte{0x0b}, []byte{0x07}, half(0x7e00)},
+		{"infinity", []byte{0x0b}, []byte{0x07}, f64(math.Inf(1))},
+		{"an id of 2^64", []byte{0x0b}, f64(1 << 64), []byte{0x00}},
+		{"a timeout of 2^63", []byte{0x0b}, []byte{0x07}, f64(1 << 63)},
+		{"a kind of 256", f64(256), []byte{0x07}, []byte{0x00}},
+		{"a simple value", []byte{0x0b}, []byte{0xf5}, []byte{0x00}},
+	} {
+		var env envelope
+		if err := decodeEnvelope(ask(c.kind, c.id, c.timeout), &env); !errors.Is(err, ErrProtocol) {
+			t.Errorf("%s: %v, want an error wrapping ErrProtocol", c.name, err)
 		}
 	}
 }

@@ -216,23 +216,71 @@ func readHead(b []byte, off int) (major, info byte, arg uint64, next int, ok boo
 	return major, info, arg, off + n, true
 }
 
+// uint reads an unsigned integer, or a float with a whole value in
+// uint64's range (docs/PROTOCOL.md, "The envelope": some encoders write
+// large integers as floats).
 func (d *frameReader) uint() (uint64, bool) {
-	major, arg, ok := d.head()
-	return arg, ok && major == 0
-}
-
-func (d *frameReader) int() (int64, bool) {
-	major, arg, ok := d.head()
-	if !ok || arg > math.MaxInt64 {
+	major, info, arg, ok := d.head2()
+	switch {
+	case !ok:
 		return 0, false
-	}
-	switch major {
-	case 0:
-		return int64(arg), true
-	case 1:
-		return -1 - int64(arg), true
+	case major == 0:
+		return arg, true
+	case major == 7 && info >= 25 && info <= 27:
+		f := floatOf(info, arg)
+		if f >= 0 && f < 1<<64 && f == math.Trunc(f) {
+			return uint64(f), true
+		}
 	}
 	return 0, false
+}
+
+// int reads an integer, or a float with a whole value in int64's range.
+func (d *frameReader) int() (int64, bool) {
+	major, info, arg, ok := d.head2()
+	if !ok {
+		return 0, false
+	}
+	switch {
+	case major == 0 && arg <= math.MaxInt64:
+		return int64(arg), true
+	case major == 1 && arg <= math.MaxInt64:
+		return -1 - int64(arg), true
+	case major == 7 && info >= 25 && info <= 27:
+		f := floatOf(info, arg)
+		if f >= -(1<<63) && f < 1<<63 && f == math.Trunc(f) {
+			return int64(f), true
+		}
+	}
+	return 0, false
+}
+
+// floatOf returns the value of a float item: a half (info 25), single
+// (26) or double (27) float whose bits are arg.
+func floatOf(info byte, arg uint64) float64 {
+	switch info {
+	case 25:
+		exp, frac := int(arg>>10)&0x1f, float64(arg&0x3ff)
+		var v float64
+		switch exp {
+		case 0:
+			v = math.Ldexp(frac, -24)
+		case 31:
+			v = math.Inf(1)
+			if frac != 0 {
+				v = math.NaN()
+			}
+		default:
+			v = math.Ldexp(frac+1024, exp-25)
+		}
+		if arg&0x8000 != 0 {
+			v = -v
+		}
+		return v
+	case 26:
+		return float64(math.Float32frombits(uint32(arg)))
+	}
+	return math.Float64frombits(arg)
 }
 
 // text returns a definite-length, valid UTF-8 text string, aliasing the frame.
