@@ -88,6 +88,15 @@ func (c *wstreamConn) AcceptStream() (uint64, core.ByteStream, error) {
 	return c.sc.AcceptStream()
 }
 
+// ChannelBinding passes on the transport's TLS channel binding
+// (core.BoundConn), so that the suite's secret cases cover it.
+func (c *wconn) ChannelBinding() ([]byte, error) {
+	if b, ok := c.Conn.(core.BoundConn); ok {
+		return b.ChannelBinding()
+	}
+	return nil, nil
+}
+
 // sever closes every open connection and returns how many it closed.
 func (w *wire) sever() int {
 	w.mu.Lock()

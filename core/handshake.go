@@ -29,11 +29,12 @@ const nonceSize = 32
 const maxHandshakeFrame = 4096
 
 // proof is HMAC-SHA256(secret, role || dialer nonce || listener nonce ||
-// dialer id || listener id): bound to both nonces, both envs and the
-// direction, so neither side's proof can be replayed or reflected.
-func proof(secret []byte, role string, dn, ln []byte, did, lid string) []byte {
+// dialer id || listener id || channel binding): bound to both nonces, both
+// envs, the direction and the TLS session if any, so neither side's proof
+// can be replayed, reflected, or relayed through a TLS terminator.
+func proof(secret []byte, role string, dn, ln []byte, did, lid string, cb []byte) []byte {
 	m := hmac.New(sha256.New, secret)
-	for _, part := range [][]byte{[]byte(role), dn, ln, []byte(did), []byte(lid)} {
+	for _, part := range [][]byte{[]byte(role), dn, ln, []byte(did), []byte(lid), cb} {
 		var n [4]byte
 		n[0], n[1], n[2], n[3] = byte(len(part)>>24), byte(len(part)>>16), byte(len(part)>>8), byte(len(part))
 		m.Write(n[:])
@@ -84,11 +85,15 @@ func (e *Env) handshakeDial(p *peer, conn Conn) error {
 		return authMismatch(theirs.Auth)
 	}
 	if mine.Auth {
-		want := proof(e.secret, "rpcenv listener", mine.Nonce, theirs.Nonce, mine.EnvID, theirs.EnvID)
-		if !hmac.Equal(want, theirs.Proof) {
-			return fmt.Errorf("%w: %s did not prove the shared secret (Config.Secret differs)", ErrUnauthenticated, p.connAddr)
+		cb, err := channelBinding(conn)
+		if err != nil {
+			return err
 		}
-		mp := proof(e.secret, "rpcenv dialer", mine.Nonce, theirs.Nonce, mine.EnvID, theirs.EnvID)
+		want := proof(e.secret, "rpcenv listener", mine.Nonce, theirs.Nonce, mine.EnvID, theirs.EnvID, cb)
+		if !hmac.Equal(want, theirs.Proof) {
+			return fmt.Errorf("%w: %s did not prove the shared secret (%s)", ErrUnauthenticated, p.connAddr, whyNoProof)
+		}
+		mp := proof(e.secret, "rpcenv dialer", mine.Nonce, theirs.Nonce, mine.EnvID, theirs.EnvID, cb)
 		if err := writeControl(conn, kindProof, mp); err != nil {
 			return err
 		}
@@ -116,8 +121,14 @@ func (e *Env) handshakeAccept(p *peer, conn Conn) error {
 		reject(conn, err)
 		return err
 	}
+	var cb []byte
 	if mine.Auth {
-		mine.Proof = proof(e.secret, "rpcenv listener", theirs.Nonce, mine.Nonce, theirs.EnvID, mine.EnvID)
+		var err error
+		if cb, err = channelBinding(conn); err != nil {
+			reject(conn, err)
+			return err
+		}
+		mine.Proof = proof(e.secret, "rpcenv listener", theirs.Nonce, mine.Nonce, theirs.EnvID, mine.EnvID, cb)
 	}
 	if err := writeControl(conn, kindHello, mine); err != nil {
 		return err
@@ -127,9 +138,9 @@ func (e *Env) handshakeAccept(p *peer, conn Conn) error {
 		if err := readControl(conn, kindProof, &got); err != nil {
 			return err
 		}
-		want := proof(e.secret, "rpcenv dialer", theirs.Nonce, mine.Nonce, theirs.EnvID, mine.EnvID)
+		want := proof(e.secret, "rpcenv dialer", theirs.Nonce, mine.Nonce, theirs.EnvID, mine.EnvID, cb)
 		if !hmac.Equal(want, got) {
-			err := fmt.Errorf("%w: %s did not prove the shared secret (Config.Secret differs)", ErrUnauthenticated, p.connAddr)
+			err := fmt.Errorf("%w: %s did not prove the shared secret (%s)", ErrUnauthenticated, p.connAddr, whyNoProof)
 			reject(conn, err)
 			return err
 		}
@@ -139,6 +150,23 @@ func (e *Env) handshakeAccept(p *peer, conn Conn) error {
 	}
 	p.setRemote(&theirs)
 	return nil
+}
+
+// whyNoProof says why a proof can be wrong.
+const whyNoProof = "Config.Secret differs, or the TLS session is not end to end: something between the envs terminates TLS"
+
+// channelBinding returns conn's TLS channel binding (BoundConn), or nil
+// for a connection without TLS.
+func channelBinding(conn Conn) ([]byte, error) {
+	b, ok := conn.(BoundConn)
+	if !ok {
+		return nil, nil
+	}
+	cb, err := b.ChannelBinding()
+	if err != nil {
+		return nil, fmt.Errorf("%w: handshake: the TLS channel binding: %v", ErrDisconnected, err)
+	}
+	return cb, nil
 }
 
 func authMismatch(theirAuth bool) error {

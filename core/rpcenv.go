@@ -191,6 +191,22 @@ type BufferedConn interface {
 	Buffered() int
 }
 
+// A BoundConn is a Conn over TLS (TLS over TCP, QUIC) that exports its
+// TLS session's channel binding. With Config.Secret set, the handshake's
+// proofs of the secret cover it (docs/PROTOCOL.md, "The handshake"), so
+// that a relay that terminates TLS between two envs, holding a TLS session
+// with each, cannot pass one side's proof on to the other: both sides
+// fail the handshake with ErrUnauthenticated. A transport whose Conns
+// carry TLS should implement it, on both ends.
+type BoundConn interface {
+	Conn
+	// ChannelBinding returns the TLS session's tls-exporter value (RFC
+	// 9266): ExportKeyingMaterial("EXPORTER-Channel-Binding", nil, 32),
+	// once the TLS handshake is complete; nil, nil for a connection
+	// without TLS.
+	ChannelBinding() ([]byte, error)
+}
+
 // A StreamConn is a Conn that carries each of the env's streams
 // (Ref.OpenStream) on a byte stream of its own, with the transport's own
 // flow control, instead of as stream frames on the connection: the QUIC

@@ -747,3 +747,10 @@ func (c *conn) abort(code quicgo.ApplicationErrorCode) {
 }
 
 func (c *conn) RemoteAddr() string { return c.remote }
+
+// ChannelBinding returns the QUIC connection's TLS tls-exporter value (RFC
+// 9266), for the handshake's proofs of the secret (core.BoundConn).
+func (c *conn) ChannelBinding() ([]byte, error) {
+	st := c.qc.ConnectionState().TLS
+	return st.ExportKeyingMaterial("EXPORTER-Channel-Binding", nil, 32)
+}

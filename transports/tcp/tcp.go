@@ -261,3 +261,20 @@ func (c *conn) Close() error {
 }
 
 func (c *conn) RemoteAddr() string { return c.remote }
+
+// ChannelBinding returns the TLS session's tls-exporter value (RFC 9266)
+// once its handshake is complete, or nil without TLS (core.BoundConn).
+func (c *conn) ChannelBinding() ([]byte, error) {
+	tc, ok := c.c.(*tls.Conn)
+	if !ok {
+		return nil, nil
+	}
+	if err := tc.Handshake(); err != nil { // a no-op once done
+		return nil, fmt.Errorf("tcp: TLS with %s: %w", c.remote, err)
+	}
+	st := tc.ConnectionState()
+	return st.ExportKeyingMaterial(exporterLabel, nil, 32)
+}
+
+// exporterLabel is RFC 9266's label for the tls-exporter channel binding.
+const exporterLabel = "EXPORTER-Channel-Binding"
