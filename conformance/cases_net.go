@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -132,8 +133,131 @@ var secretCases = concat(
 				}
 			}
 		}},
+		{"FramesAreSealedWithoutTLS", func(t *testing.T, h *harness) {
+			marker := "a message no one else may read: " + rand.Text()
+			for _, s := range [][]byte{nil, []byte("correct horse battery staple")} {
+				at, from := h.server("at", secret(s)), h.client("from", secret(s))
+				h.register(at, "echo", &probe{receive: func(c *core.Context, msg any) error { return c.Reply(msg) }})
+				ref := h.lookup(from, at, "echo")
+				before := len(h.wire.recorded())
+				h.wire.startRecording()
+				if v, err := ask(t, ref, marker); err != nil || v != marker {
+					t.Fatalf("secret %q: Ask = %v, %v; want the marker back", s, v, err)
+				}
+				seen := false
+				for _, f := range h.wire.recorded()[before:] {
+					seen = seen || bytes.Contains(f, []byte(marker))
+				}
+				switch {
+				case s == nil && !seen && !h.wire.transportEncrypts():
+					t.Fatal("without a secret the recorder saw no message bytes: this case can show nothing")
+				case s != nil && h.wire.transportEncrypts():
+					t.Skip("the transport encrypts (TLS): rpcenv does not seal its frames")
+				case s != nil && seen:
+					t.Fatal("with a secret, a message crossed the wire in plain text")
+				}
+			}
+		}},
+		{"AnAlteredSealedFrameClosesTheConnection", testAlteredFrames},
 	},
 )
+
+// testAlteredFrames alters the sealed frames of two messages on their way
+// in (a byte flipped, a frame replayed, dropped, swapped with the next or
+// cut short) and checks that the receiving env closes the connection as
+// a protocol violation at the first frame that does not open, delivering
+// nothing of it: only a replay, whose original is intact, delivers the
+// first message, once.
+func testAlteredFrames(t *testing.T, h *harness) {
+	const big = 1000 // the messages' frames are the only ones this large
+	flip := func(at func(n int) int) func(f []byte, held *[][]byte) [][]byte {
+		return func(f []byte, _ *[][]byte) [][]byte { f[at(len(f))] ^= 0x20; return [][]byte{f} }
+	}
+	// sends is how many messages a case sends: one, when the first one's
+	// frame closes the connection (a second could go over the next
+	// connection), two when the second one's frame is the one that does
+	// not open.
+	cases := []struct {
+		name  string
+		alter func(f []byte, held *[][]byte) [][]byte // applied to the large frames
+		sends int
+		want  int // messages delivered
+	}{
+		{"first byte flipped", flip(func(int) int { return 0 }), 1, 0},
+		{"middle byte flipped", flip(func(n int) int { return n / 2 }), 1, 0},
+		{"last byte of the tag flipped", flip(func(n int) int { return n - 1 }), 1, 0},
+		{"replayed", func(f []byte, _ *[][]byte) [][]byte { return [][]byte{f, append([]byte(nil), f...)} }, 1, 1},
+		{"dropped", func(f []byte, held *[][]byte) [][]byte {
+			if len(*held) == 0 {
+				*held = append(*held, f)
+				return nil
+			}
+			return [][]byte{f}
+		}, 2, 0},
+		{"swapped with the next", func(f []byte, held *[][]byte) [][]byte {
+			if len(*held) == 0 {
+				*held = append(*held, f)
+				return nil
+			}
+			return [][]byte{f, (*held)[0]}
+		}, 2, 0},
+		{"cut short", func(f []byte, _ *[][]byte) [][]byte { return [][]byte{f[:len(f)-1]} }, 1, 0},
+	}
+	defer h.wire.alter.Store(nil)
+	for _, c := range cases {
+		s := []byte("correct horse battery staple")
+		at, from := h.server("at", secret(s)), h.client("from", secret(s))
+		got := make(chan string, 4)
+		netErr := make(chan error, 4)
+		ref := h.register(at, "sink", &probe{
+			receive: func(ctx *core.Context, msg any) error {
+				if ctx.IsAsk() {
+					return ctx.Reply(msg) // the sync below
+				}
+				got <- msg.(string)
+				return nil
+			},
+			netErr: func(_ string, err error) { netErr <- err },
+		})
+		// The hook is in place before the connection opens, so that it
+		// sees every frame (a read loop already waiting for a frame
+		// would pass the next one on unaltered); it lets the small ones
+		// through.
+		var held [][]byte
+		alter := func(f []byte) [][]byte {
+			if len(f) < big {
+				return [][]byte{f}
+			}
+			return c.alter(f, &held)
+		}
+		h.wire.alter.Store(&alter)
+		remote := h.lookup(from, at, "sink")
+		if h.wire.transportEncrypts() {
+			h.wire.alter.Store(nil)
+			t.Skip("the transport encrypts (TLS): rpcenv does not seal its frames, and what this wrapper alters is below TLS")
+		}
+		for i := range c.sends {
+			if err := remote.Send(fmt.Sprintf("message %d %s", i, strings.Repeat(".", big))); err != nil {
+				t.Fatalf("%s: Send %d: %v", c.name, i, err)
+			}
+		}
+		if err := recv(t, netErr, c.name+": the receiver's protocol error"); !errors.Is(err, core.ErrProtocol) {
+			t.Errorf("%s: the receiver closed the connection with %v, want an error wrapping ErrProtocol", c.name, err)
+		}
+		h.wire.alter.Store(nil)
+		if _, err := ask(t, ref, "sync"); err != nil { // the inbox has handled all it got before this
+			t.Fatal(err)
+		}
+		if n := len(got); n != c.want {
+			t.Errorf("%s: %d messages delivered, want %d", c.name, n, c.want)
+		}
+		for range len(got) {
+			if m := <-got; !strings.HasPrefix(m, "message 0 ") {
+				t.Errorf("%s: delivered %.12q..., want only message 0", c.name, m)
+			}
+		}
+	}
+}
 
 var networkCases = concat(
 	across("ObserversSeeConnectedAndDisconnected", networks, func(t *testing.T, h *harness, at, from *core.Env) {

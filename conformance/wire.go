@@ -25,6 +25,12 @@ type wire struct {
 	freezeAfter atomic.Int64
 	// onRead, if set, sees every frame an accepted connection reads.
 	onRead atomic.Pointer[func(frame []byte)]
+	// alter, if set, stands between an accepted connection and its
+	// reader: it gets each frame the connection reads and returns the
+	// frames ReadFrame returns in its place, in order (none: the frame is
+	// lost). It may keep frames to return later; it runs on the reading
+	// goroutine.
+	alter atomic.Pointer[func(frame []byte) [][]byte]
 }
 
 func newWire(t core.Transport) *wire {
@@ -97,6 +103,20 @@ func (c *wconn) ChannelBinding() ([]byte, error) {
 	return nil, nil
 }
 
+// transportEncrypts reports whether the open connections carry TLS (their
+// core.BoundConn gives a channel binding): then rpcenv does not seal
+// frames, the transport encrypts them below this wrapper.
+func (w *wire) transportEncrypts() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for c := range w.conns {
+		if cb, err := c.ChannelBinding(); err == nil && cb != nil {
+			return true
+		}
+	}
+	return false
+}
+
 // sever closes every open connection and returns how many it closed.
 func (w *wire) sever() int {
 	w.mu.Lock()
@@ -143,6 +163,7 @@ type wconn struct {
 	writes   atomic.Int64
 	once     sync.Once
 	closed   chan struct{}
+	pending  [][]byte // frames alter returned, not yet read
 }
 
 func (c *wconn) frozen() bool {
@@ -159,6 +180,22 @@ func (c *wconn) stall() error {
 func (c *wconn) ReadFrame() ([]byte, error) {
 	if c.frozen() {
 		return nil, c.stall()
+	}
+	for c.accepted && len(c.pending) == 0 {
+		alter := c.w.alter.Load()
+		if alter == nil {
+			break
+		}
+		f, err := c.Conn.ReadFrame()
+		if err != nil {
+			return nil, err
+		}
+		c.pending = (*alter)(append([]byte(nil), f...))
+	}
+	if len(c.pending) > 0 {
+		f := c.pending[0]
+		c.pending = c.pending[1:]
+		return f, nil
 	}
 	f, err := c.Conn.ReadFrame()
 	if err == nil && c.accepted {

@@ -152,6 +152,10 @@ func (e *Env) serve(p *peer) {
 	for {
 		frame, err := p.conn.ReadFrame()
 		if err != nil {
+			if errors.Is(err, ErrProtocol) { // a sealed frame that does not open
+				e.protocolError(p, err)
+				return
+			}
 			if errors.Is(err, ErrMessageTooLarge) {
 				e.log.Warn("rpcenv: peer sent a frame over the limit; closing the connection", "peer", p.label(), "err", err)
 			}
@@ -204,7 +208,7 @@ func (e *Env) serve(p *peer) {
 }
 
 func (e *Env) protocolError(p *peer, err error) {
-	err = fmt.Errorf("%w: %s: %v", ErrDisconnected, p.label(), err)
+	err = fmt.Errorf("%w: %s: %w", ErrDisconnected, p.label(), err)
 	e.log.Warn("rpcenv: closing connection after a protocol violation", "peer", p.label(), "err", err)
 	p.close(err)
 	e.broadcast(item{kind: itemNetworkError, ev: &netEvent{remote: p.label(), err: err}})

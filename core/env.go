@@ -48,8 +48,23 @@ type Config struct {
 	// Secret, when set, makes every connection prove the same secret in
 	// both directions before any message flows (an HMAC-SHA256 challenge
 	// and response; the secret never crosses the wire). Peers without it,
-	// or with another, are refused with ErrUnauthenticated.
+	// or with another, are refused with ErrUnauthenticated. Over TLS (TCP
+	// with TLS, QUIC) the proofs also cover the TLS session, so a relay
+	// that terminates TLS is refused too. Without TLS, every frame after
+	// the handshake is encrypted and authenticated with keys derived from
+	// the secret (AES-256-GCM, docs/PROTOCOL.md, "Sealed frames"): an
+	// altered, replayed, reordered or cut frame closes the connection
+	// before anything of it is delivered.
 	Secret []byte
+	// InsecurePlaintext, with Secret set, sends the frames after the
+	// handshake in plain text on connections without TLS instead of
+	// encrypting them. This is unsafe: anyone on the path reads every
+	// message and can alter, drop or inject frames undetected; only the
+	// handshake stays authenticated. Use it only on a network you trust
+	// completely, to save the encryption's CPU. Both ends must agree:
+	// an env that encrypts refuses one that does not (ErrUnauthenticated).
+	// It changes nothing over TLS.
+	InsecurePlaintext bool
 	// AskTimeout is the deadline for an Ask whose context has none.
 	// 0 means DefaultAskTimeout (120s).
 	AskTimeout time.Duration
@@ -118,6 +133,7 @@ type Env struct {
 	log              *slog.Logger
 	transports       map[string]Transport
 	secret           []byte
+	plaintext        bool // Config.InsecurePlaintext
 	askTimeout       time.Duration
 	maxMsg           int
 	connectTimeout   time.Duration
@@ -161,6 +177,7 @@ func NewEnv(cfg Config) (*Env, error) {
 		log:              cfg.Logger,
 		transports:       map[string]Transport{},
 		secret:           append([]byte(nil), cfg.Secret...),
+		plaintext:        cfg.InsecurePlaintext,
 		askTimeout:       cfg.AskTimeout,
 		maxMsg:           cfg.MaxMessageSize,
 		connectTimeout:   cfg.ConnectTimeout,
@@ -269,8 +286,12 @@ func NewEnv(cfg Config) (*Env, error) {
 }
 
 // connOptions are the limits of this env's connections: no frame is
-// larger than a chunk frame (messages above it cross in chunks).
+// larger than a chunk frame (messages above it cross in chunks), sealed
+// when the env has a secret.
 func (e *Env) connOptions() ConnOptions {
+	if len(e.secret) > 0 {
+		return ConnOptions{MaxFrameSize: maxFrame + sealOverhead}
+	}
 	return ConnOptions{MaxFrameSize: maxFrame}
 }
 

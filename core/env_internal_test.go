@@ -97,8 +97,12 @@ func TestDeadLettersAreAllCountedButLoggedAtMostOncePerInterval(t *testing.T) {
 func TestConnectionsLimitFramesToOneChunk(t *testing.T) {
 	for _, secret := range [][]byte{nil, []byte("s3cret")} {
 		e := newTestEnv(t, "limits", secret)
-		if o := e.connOptions(); o.MaxFrameSize != maxFrame || maxFrame >= e.maxMsg {
-			t.Errorf("secret %q: connOptions = %+v; want frames of at most %d bytes (one chunk), below MaxMessageSize %d", secret, o, maxFrame, e.maxMsg)
+		want := maxFrame
+		if secret != nil {
+			want += sealOverhead // a chunk frame, sealed
+		}
+		if o := e.connOptions(); o.MaxFrameSize != want || want >= e.maxMsg {
+			t.Errorf("secret %q: connOptions = %+v; want frames of at most %d bytes (one chunk), below MaxMessageSize %d", secret, o, want, e.maxMsg)
 		}
 	}
 }

@@ -58,8 +58,10 @@ func helloFrame(tb testing.TB, h hello) []byte {
 }
 
 // peerHello is a hello another env could send.
+// peerHello is a peer's Hello over a connection without TLS: with auth,
+// it seals its frames, as an env with a secret does there.
 func peerHello(auth bool) hello {
-	return hello{Version: protocolVersion, EnvID: "0123456789abcdef0123456789abcdef", EnvName: "peer", Nonce: testNonce(), Auth: auth}
+	return hello{Version: protocolVersion, EnvID: "0123456789abcdef0123456789abcdef", EnvName: "peer", Nonce: testNonce(), Auth: auth, Seal: auth}
 }
 
 // validFrames returns one well-formed frame of each kind.
@@ -138,7 +140,7 @@ func malformedFrames(tb testing.TB) map[string][]byte {
 		"array of 2^31 elements":     withBody([]byte{0x9a, 0x80, 0x00, 0x00, 0x00, 0x00}),
 		"map of 2^31 pairs":          withBody([]byte{0xba, 0x80, 0x00, 0x00, 0x00, 0x00, 0x00}),
 		"array of 2^20-1 elements":   withBody([]byte{0x9a, 0x00, 0x0f, 0xff, 0xff, 0x00}),
-		"id as a float":              {0x88, 0x0a, 0xf9, 0x3c, 0x00, 0x60, 0x60, 0xf6, 0x00, 0x60, 0x60},
+		"id as a fraction":           {0x88, 0x0a, 0xf9, 0x3e, 0x00, 0x60, 0x60, 0xf6, 0x00, 0x60, 0x60},
 		"to as a byte string":        {0x88, 0x0a, 0x00, 0x42, 'e', 'p', 0x60, 0xf6, 0x00, 0x60, 0x60},
 		"truncated 8-byte length":    {0x88, 0x0a, 0x00, 0x60, 0x7b, 0x00, 0x00},
 		"one byte":                   {0x88},

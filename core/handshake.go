@@ -20,6 +20,7 @@ type hello struct {
 	Nonce   []byte
 	Auth    bool   // the sender has a secret and requires a proof
 	Proof   []byte // listener only: HMAC(secret, "rpcenv listener" ...)
+	Seal    bool   // the sender seals the frames after the handshake (seal.go)
 }
 
 const nonceSize = 32
@@ -71,6 +72,14 @@ func (e *Env) myHello() hello {
 
 func (e *Env) handshakeDial(p *peer, conn Conn) error {
 	mine := e.myHello()
+	var cb []byte
+	if mine.Auth {
+		var err error
+		if cb, err = channelBinding(conn); err != nil {
+			return err
+		}
+		mine.Seal = e.sealsWithout(cb)
+	}
 	if err := writeControl(conn, kindHello, mine); err != nil {
 		return err
 	}
@@ -85,9 +94,8 @@ func (e *Env) handshakeDial(p *peer, conn Conn) error {
 		return authMismatch(theirs.Auth)
 	}
 	if mine.Auth {
-		cb, err := channelBinding(conn)
-		if err != nil {
-			return err
+		if theirs.Seal != mine.Seal {
+			return sealMismatch(theirs.Seal)
 		}
 		want := proof(e.secret, "rpcenv listener", mine.Nonce, theirs.Nonce, mine.EnvID, theirs.EnvID, cb)
 		if !hmac.Equal(want, theirs.Proof) {
@@ -100,6 +108,11 @@ func (e *Env) handshakeDial(p *peer, conn Conn) error {
 		var ok bool
 		if err := readControl(conn, kindReady, &ok); err != nil {
 			return err
+		}
+		if mine.Seal {
+			if err := e.seal(p, conn, mine.Nonce, theirs.Nonce, mine.EnvID, theirs.EnvID, true); err != nil {
+				return err
+			}
 		}
 	}
 	p.setRemote(&theirs)
@@ -128,6 +141,12 @@ func (e *Env) handshakeAccept(p *peer, conn Conn) error {
 			reject(conn, err)
 			return err
 		}
+		mine.Seal = e.sealsWithout(cb)
+		if theirs.Seal != mine.Seal {
+			err := sealMismatch(theirs.Seal)
+			reject(conn, err)
+			return err
+		}
 		mine.Proof = proof(e.secret, "rpcenv listener", theirs.Nonce, mine.Nonce, theirs.EnvID, mine.EnvID, cb)
 	}
 	if err := writeControl(conn, kindHello, mine); err != nil {
@@ -147,9 +166,47 @@ func (e *Env) handshakeAccept(p *peer, conn Conn) error {
 		if err := writeControl(conn, kindReady, true); err != nil {
 			return err
 		}
+		if mine.Seal {
+			if err := e.seal(p, conn, theirs.Nonce, mine.Nonce, theirs.EnvID, mine.EnvID, false); err != nil {
+				return err
+			}
+		}
 	}
 	p.setRemote(&theirs)
 	return nil
+}
+
+// sealsWithout reports whether this env seals a connection whose TLS
+// channel binding is cb: it has a secret (the caller checked), the
+// connection has no TLS, and Config.InsecurePlaintext is not set.
+func (e *Env) sealsWithout(cb []byte) bool {
+	return cb == nil && !e.plaintext
+}
+
+// seal makes p's connection seal its frames from now on (seal.go), with
+// the keys of the dialer's side or the listener's.
+func (e *Env) seal(p *peer, conn Conn, nonceD, nonceL []byte, idD, idL string, dialer bool) error {
+	dl, ld, err := sealKeys(e.secret, nonceD, nonceL, idD, idL)
+	if err != nil {
+		return err
+	}
+	out, in := ld, dl
+	if dialer {
+		out, in = dl, ld
+	}
+	sc, err := newSealedConn(conn, out, in)
+	if err != nil {
+		return err
+	}
+	p.conn = sc
+	return nil
+}
+
+func sealMismatch(theirSeal bool) error {
+	if theirSeal {
+		return fmt.Errorf("%w: the peer encrypts its frames and this env sends them in plain text (Config.InsecurePlaintext differs)", ErrUnauthenticated)
+	}
+	return fmt.Errorf("%w: this env encrypts its frames and the peer sends them in plain text (Config.InsecurePlaintext differs)", ErrUnauthenticated)
 }
 
 // whyNoProof says why a proof can be wrong.
