@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"sync"
 )
 
 // Sealing: with Config.Secret set, a connection without TLS carries every
@@ -95,19 +96,39 @@ func newSealedConn(conn Conn, out, in []byte) (Conn, error) {
 	return sc, nil
 }
 
-// WriteFrames seals each frame into a recycled buffer and writes them.
+// sealArenas recycles the buffers WriteFrames seals frames into: one per
+// call, shared by all connections, so that an idle connection holds none.
+var sealArenas = sync.Pool{New: func() any { return new([]byte) }}
+
+// maxSealArena is the largest arena kept for reuse (a batch is about
+// batchBytes, and one frame at most maxFrame more).
+const maxSealArena = 1 << 20
+
+// WriteFrames seals the frames, back to back in one recycled buffer, and
+// writes them. The transport is done with them when it returns (Conn).
 func (c *sealedConn) WriteFrames(frames [][]byte) error {
+	total := 0
+	for _, f := range frames {
+		total += len(f) + sealOverhead
+	}
+	ap := sealArenas.Get().(*[]byte)
+	arena := (*ap)[:0]
+	if cap(arena) < total {
+		arena = make([]byte, 0, total)
+	}
 	sealed := c.sealed[:0]
 	for _, f := range frames {
-		b := newFrame(len(f) + sealOverhead)
-		sealed = append(sealed, c.out.aead.Seal(b[:0], c.out.next(), f, nil))
+		at := len(arena)
+		arena = c.out.aead.Seal(arena, c.out.next(), f, nil)
+		sealed = append(sealed, arena[at:len(arena):len(arena)])
 	}
 	err := c.Conn.WriteFrames(sealed)
-	for i, b := range sealed {
-		releaseFrame(b)
-		sealed[i] = nil
-	}
+	clear(sealed)
 	c.sealed = sealed[:0]
+	if cap(arena) <= maxSealArena {
+		*ap = arena[:0]
+		sealArenas.Put(ap)
+	}
 	return err
 }
 

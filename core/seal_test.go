@@ -78,6 +78,27 @@ func TestSealedFramesRoundTrip(t *testing.T) {
 	}
 }
 
+// TestEverySealedByteIsProtected flips each bit of a sealed frame in turn,
+// one at a time: no altered frame opens.
+func TestEverySealedByteIsProtected(t *testing.T) {
+	d, _, dq, _ := sealedPair(t)
+	if err := d.WriteFrames([][]byte{[]byte("a frame of a few bytes")}); err != nil {
+		t.Fatal(err)
+	}
+	sealed := dq.written[0]
+	for i := range sealed {
+		for bit := range 8 {
+			_, l, _, lq := sealedPair(t)
+			f := append([]byte(nil), sealed...)
+			f[i] ^= 1 << bit
+			lq.in = [][]byte{f}
+			if p, err := l.ReadFrame(); !errors.Is(err, ErrProtocol) {
+				t.Fatalf("byte %d, bit %d flipped: %q, %v; want ErrProtocol", i, bit, p, err)
+			}
+		}
+	}
+}
+
 // FuzzSealedFrameOpener feeds the opener arbitrary frames, after a valid
 // one: none may panic, and anything but the next sealed frame fails with
 // ErrProtocol.

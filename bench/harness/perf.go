@@ -173,6 +173,8 @@ func perfTargets(r *Results) []perfTarget {
 		{label: "rpcenv-quic ask p50 ≤ 1.5 × rpcenv-tcp's", cells: perSize(Latency, 1, p50, "rpcenv-quic", "rpcenv-tcp"), bound: 1.5, atMost: true},
 		{label: "rpcenv-quic allocations per ask (1 caller, 1 KiB) ≤ 15", cells: []perfCell{quicAllocs}, bound: 15, atMost: true, figure: true},
 		{label: "generated codec, encode + decode of a nested message (LaunchTask) ≥ 3 × faster than the library's", cells: []perfCell{codec}, bound: 3},
+		{label: "rpcenv-tcp-sealed (Config.Secret, frames sealed) ask p50 at 64 B ≤ 1.15 × rpcenv-tcp's", cells: []perfCell{ratio("", Case{Latency, 64, 1}, p50, "rpcenv-tcp-sealed", "rpcenv-tcp")}, bound: 1.15, atMost: true},
+		{label: "rpcenv-tcp-sealed one-way msgs/s at 64 KiB ≥ 0.7 × rpcenv-tcp's", cells: []perfCell{ratio("", Case{OneWay, 64 << 10, 1}, rate, "rpcenv-tcp-sealed", "rpcenv-tcp")}, bound: 0.7},
 	}
 }
 

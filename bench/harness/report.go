@@ -64,6 +64,10 @@ first replies byte for byte.
   are registered with ` + "`WithBorrowedBytes`" + `: a received 64 KiB payload is
   lent to the handler until it returns, in a recycled buffer, instead of
   being a new allocation per message (the asker's reply still is one).
+  **rpcenv-tcp-sealed** is rpcenv-tcp with ` + "`Config.Secret`" + ` on both envs, so
+  every frame is sealed (AES-256-GCM); **rpcenv-tcp-tls** is rpcenv-tcp over
+  TLS 1.3 with a self-signed certificate on both sides (mutual TLS), without
+  a secret.
 - **grpc-unary, grpc-stream**: gRPC-go over TCP without TLS, with a codec
   that passes the bytes through (no protobuf), copying each received
   message into a buffer it reuses. Unary calls; or one bidi stream per

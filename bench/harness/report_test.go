@@ -300,7 +300,8 @@ func section(md, title string) string {
 func TestPerfTargetsCoverEveryCellAndTheCodecs(t *testing.T) {
 	r := fakeResults()
 	// Each system's figures are its place in Systems() (rpcenv-tcp 2,
-	// rpcenv-quic 3, grpc-stream 5, net/rpc 6, raw-tcp 7), the same at
+	// rpcenv-quic 3, grpc-stream 5, net/rpc 6, raw-tcp 7,
+	// rpcenv-tcp-sealed 10), the same at
 	// every size and caller count; allocations are the place less one.
 	r.Codecs = []CodecResult{
 		{Message: "LaunchTask", Codec: "generated", Op: "encode", NsPerOp: 100},
@@ -319,10 +320,12 @@ func TestPerfTargetsCoverEveryCellAndTheCodecs(t *testing.T) {
 		{3, 2.0 / 5, "**missed**"}, // (p4) 32 callers
 		{3, 2.0 / 5, "**missed**"}, // (p5) 256 callers
 		{3 * len(callerCounts(r)), 3.0 / 2, "met"},
-		{3, 3.0 / 2, "met"},    // (p7)
-		{3, 3.0 / 2, "met"},    // (p8) ≤ 1.5: on the bound
-		{1, 2, "met"},          // (p9) allocations: the figure
-		{1, 1200 / 300, "met"}, // (p10) codec
+		{3, 3.0 / 2, "met"},         // (p7)
+		{3, 3.0 / 2, "met"},         // (p8) ≤ 1.5: on the bound
+		{1, 2, "met"},               // (p9) allocations: the figure
+		{1, 1200 / 300, "met"},      // (p10) codec
+		{1, 10.0 / 2, "**missed**"}, // (p11) rpcenv-tcp-sealed (10) ask p50 ≤ 1.15 × rpcenv-tcp
+		{1, 10.0 / 2, "met"},        // (p12) one-way ≥ 0.7 × rpcenv-tcp
 	}
 	got := perfTargets(r)
 	if len(got) != len(want) {

@@ -33,16 +33,31 @@ type Payload struct{ Data []byte }
 var discard = slog.New(slog.DiscardHandler)
 
 // rpcenvSystem is rpcenv between a listening env and a client-mode env,
-// over the transport that transport makes.
+// over the transport that transport makes, with secret as both envs'
+// Config.Secret when not nil.
 type rpcenvSystem struct {
 	name      string
 	transport func() (t core.Transport, listen string)
+	secret    []byte
 }
+
+// benchSecret is the secret of the rpcenv-tcp-sealed system.
+var benchSecret = []byte("0123456789abcdef0123456789abcdef")
 
 func inprocTransport() (core.Transport, string) { return inproc.New(), "inproc://bench" }
 func tcpTransport() (core.Transport, string)    { return tcp.New(tcp.Options{}), "tcp://127.0.0.1:0" }
 func quicTransport() (core.Transport, string) {
 	return quic.New(quic.Options{Logger: discard}), "quic://127.0.0.1:0"
+}
+
+// tlsTransport is TCP with TLS 1.3 and a fresh self-signed certificate
+// that both sides present and trust.
+func tlsTransport() (core.Transport, string) {
+	cfg, err := quic.SelfSignedTLS("127.0.0.1")
+	if err != nil {
+		panic(fmt.Sprintf("bench: a TLS certificate: %v", err))
+	}
+	return tcp.New(tcp.Options{TLS: cfg}), "tcp://127.0.0.1:0"
 }
 
 func (s rpcenvSystem) Name() string { return s.name }
@@ -64,11 +79,11 @@ func (s rpcenvSystem) open(name string, ep core.Endpoint, opts ...core.EndpointO
 	tr, listen := s.transport()
 	p := &rpcenvPair{name: s.name, stop: make(chan struct{})}
 	var err error
-	p.server, err = core.NewEnv(core.Config{Name: "server", Listen: listen, Transports: []core.Transport{tr}, Logger: discard, AskTimeout: Timeout})
+	p.server, err = core.NewEnv(core.Config{Name: "server", Listen: listen, Transports: []core.Transport{tr}, Logger: discard, AskTimeout: Timeout, Secret: s.secret})
 	if err != nil {
 		return nil, fmt.Errorf("%s: server env: %w", s.name, err)
 	}
-	p.client, err = core.NewEnv(core.Config{Name: "client", Transports: []core.Transport{tr}, Logger: discard, AskTimeout: Timeout})
+	p.client, err = core.NewEnv(core.Config{Name: "client", Transports: []core.Transport{tr}, Logger: discard, AskTimeout: Timeout, Secret: s.secret})
 	if err != nil {
 		p.Close()
 		return nil, fmt.Errorf("%s: client env: %w", s.name, err)

@@ -162,6 +162,8 @@ func Systems() []System {
 		rawTCPSystem{},
 		rawQUICSystem{},
 		chanSystem{},
+		rpcenvSystem{name: "rpcenv-tcp-sealed", transport: tcpTransport, secret: benchSecret},
+		rpcenvSystem{name: "rpcenv-tcp-tls", transport: tlsTransport},
 	}
 }
 
