@@ -159,6 +159,39 @@ var secretCases = concat(
 			}
 		}},
 		{"AnAlteredSealedFrameClosesTheConnection", testAlteredFrames},
+		{"InsecurePlaintextMustBeSetOnBothEnds", func(t *testing.T, h *harness) {
+			s := []byte("correct horse battery staple")
+			plain := func(c *core.Config) { c.Secret, c.InsecurePlaintext = s, true }
+			marker := "readable on the wire: " + rand.Text()
+			at, from := h.server("at", plain), h.client("from", plain)
+			h.register(at, "echo", &probe{receive: func(c *core.Context, msg any) error { return c.Reply(msg) }})
+			ref := h.lookup(from, at, "echo")
+			encrypts := h.wire.transportEncrypts()
+			before := len(h.wire.recorded())
+			h.wire.startRecording()
+			if v, err := ask(t, ref, marker); err != nil || v != marker {
+				t.Fatalf("both ends InsecurePlaintext: Ask = %v, %v", v, err)
+			}
+			seen := false
+			for _, f := range h.wire.recorded()[before:] {
+				seen = seen || bytes.Contains(f, []byte(marker))
+			}
+			if !encrypts && !seen {
+				t.Fatal("both ends InsecurePlaintext: the message did not cross in plain text")
+			}
+			// One end encrypts, the other not: refused, unless the
+			// transport encrypts (TLS), where the setting changes nothing.
+			a := h.server("at", secret(s))
+			f := remake(h, from, "from", plain)
+			h.register(a, "echo", echo())
+			_, err := f.Lookup(t.Context(), a.Address()+"/echo")
+			switch {
+			case encrypts && err != nil:
+				t.Fatalf("over TLS, InsecurePlaintext on one end: Lookup: %v, want it to work", err)
+			case !encrypts && (!errors.Is(err, core.ErrUnauthenticated) || !strings.Contains(err.Error(), "InsecurePlaintext")):
+				t.Fatalf("InsecurePlaintext on one end only: Lookup: %v, want ErrUnauthenticated naming Config.InsecurePlaintext", err)
+			}
+		}},
 	},
 )
 
