@@ -78,6 +78,31 @@ func TestSealedFramesRoundTrip(t *testing.T) {
 	}
 }
 
+// TestSealedBatchesKeepTheirOrder writes small and large batches: the
+// frames arrive in the order sealed, and open.
+func TestSealedBatchesKeepTheirOrder(t *testing.T) {
+	d, l, dq, lq := sealedPair(t)
+	var want [][]byte
+	for i := range 40 {
+		n := 10
+		if i%3 == 0 {
+			n = 40 << 10
+		}
+		f := bytes.Repeat([]byte{byte(i)}, n)
+		want = append(want, f)
+		if err := d.WriteFrames([][]byte{f}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lq.in = dq.written
+	for i, w := range want {
+		got, err := l.ReadFrame()
+		if err != nil || !bytes.Equal(got, w) {
+			t.Fatalf("frame %d: %v, equal %v", i, err, bytes.Equal(got, w))
+		}
+	}
+}
+
 // TestEverySealedByteIsProtected flips each bit of a sealed frame in turn,
 // one at a time: no altered frame opens.
 func TestEverySealedByteIsProtected(t *testing.T) {
