@@ -100,16 +100,17 @@ func TestBorrowedBytes(t *testing.T) {
 	per := map[bool]uint64{}
 	for _, borrow := range []bool{false, true} {
 		send(borrow, 20) // warm the free lists
-		per[borrow] = send(borrow, 100)
+		per[borrow] = send(borrow, 300)
 		t.Logf("borrow %v: %d bytes allocated per %d-byte message", borrow, per[borrow], size)
 	}
 	// The owning endpoint's copy is the difference. The rest is the same
-	// for both, and larger under the race detector, whose sync.Pool drops
-	// some of what it is given (encode buffers are pooled).
+	// for both on average, and larger and noisier under the race detector,
+	// whose sync.Pool drops some of what it is given (encode buffers are
+	// pooled): hence half a payload as the bound, not the whole.
 	if per[false] < size {
 		t.Errorf("without WithBorrowedBytes: %d bytes allocated per message, want at least the payload's %d (a copy the endpoint owns)", per[false], size)
 	}
-	if per[true]+size*3/4 > per[false] {
+	if per[true]+size/2 > per[false] {
 		t.Errorf("WithBorrowedBytes: %d bytes allocated per message, against %d without: want it to save most of the payload's %d", per[true], per[false], size)
 	}
 	// An ask's reply, encoded while Receive runs, carries the bytes.
