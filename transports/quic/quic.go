@@ -113,8 +113,9 @@
 // verifying the peer's certificate: the link is encrypted, but the peer is
 // NOT authenticated, and an active attacker in the path can impersonate
 // it. New logs this once at Warn. Set core.Config.Secret (both envs prove
-// the secret in the env's handshake) or a verified Options.TLS (see
-// SelfSignedTLS) to authenticate peers.
+// the secret in the env's handshake, in proofs bound to the TLS session,
+// so that such an attacker cannot relay them) or a verified Options.TLS
+// (see SelfSignedTLS) to authenticate peers.
 //
 // 0-RTT is not used, and connection migration is not supported: a
 // connection is bound to the addresses it was made between, and a peer
