@@ -28,7 +28,7 @@ const (
 // elements and a chunk one of 3, each with its kind first (small kinds
 // fit in the array's next byte).
 func frameKind(f []byte) byte {
-	if len(f) < 2 || (f[0] != 0x88 && f[0] != 0x83) {
+	if len(f) < 2 || (f[0] != 0x88 && f[0] != 0x83 && f[0] != 0x84) {
 		return 0
 	}
 	return f[1]

@@ -5,45 +5,80 @@ import "fmt"
 // reassembly joins the chunks of the large frames a peer is sending
 // (docs/PROTOCOL.md, "Chunks"). It belongs to the connection's read loop.
 // What it holds is bounded: at most maxChunking frames at once, each at
-// most MaxMessageSize, and a peer must send the bytes to make it grow.
-type reassembly map[uint64][]byte
+// most MaxMessageSize, and a peer must send the bytes to make it grow
+// past maxReserve.
+type reassembly map[uint64]partial
+
+// partial is a frame being joined: its bytes so far, and the length its
+// first chunk announced (0 if none).
+type partial struct {
+	buf   []byte
+	total int
+}
+
+// maxReserve is the most an announced total makes the receiver allocate
+// before the bytes arrive.
+const maxReserve = 1 << 20
 
 // add takes a chunk frame. It returns the whole frame when this was its
 // last piece (the frame is then the caller's), nil when more are to come,
-// and an error when the peer broke the protocol.
+// and an error when the peer broke the protocol. A frame whose total was
+// announced is joined in a buffer of exactly that size, allocated once up
+// to maxReserve; without a total the buffer doubles as pieces arrive.
 func (r *reassembly) add(chunk []byte, limit int) ([]byte, error) {
-	id, last, piece, err := decodeChunk(chunk)
+	id, last, total, piece, err := decodeChunk(chunk)
 	if err != nil {
 		return nil, err
 	}
 	if *r == nil {
 		*r = reassembly{}
 	}
-	buf, ok := (*r)[id]
+	p, ok := (*r)[id]
 	if !ok && len(*r) >= maxChunking {
 		return nil, fmt.Errorf("%w: more than %d chunked frames at once", ErrProtocol, maxChunking)
 	}
-	if len(buf)+len(piece) > limit {
+	if total > 0 {
+		switch {
+		case ok:
+			return nil, fmt.Errorf("%w: a chunk announces a total after its frame's first chunk", ErrProtocol)
+		case total > uint64(limit):
+			return nil, fmt.Errorf("%w: a chunked frame announces %d bytes, over %d (Config.MaxMessageSize): %w", ErrProtocol, total, limit, ErrMessageTooLarge)
+		}
+		p.total = int(total)
+		p.buf = make([]byte, 0, min(p.total, maxReserve))
+	}
+	n := len(p.buf) + len(piece)
+	switch {
+	case n > limit:
 		return nil, fmt.Errorf("%w: a chunked frame grew past %d bytes (Config.MaxMessageSize): %w", ErrProtocol, limit, ErrMessageTooLarge)
+	case p.total > 0 && n > p.total:
+		return nil, fmt.Errorf("%w: a chunked frame grew past the %d bytes its first chunk announced", ErrProtocol, p.total)
 	}
-	if len(buf)+len(piece) > cap(buf) {
-		// Double, from two pieces, never past the limit: the copies add
-		// up to at most the frame's length again, and the peer must send
+	if n > cap(p.buf) {
+		// Double, never past the limit or the total: the copies add up
+		// to at most the frame's length again, and the peer must send
 		// the bytes to make the buffer grow.
-		grown := make([]byte, len(buf), min(max(2*cap(buf), 2*chunkPiece, len(buf)+len(piece)), limit))
-		copy(grown, buf)
-		buf = grown
+		c := min(max(2*cap(p.buf), 2*chunkPiece, n), limit)
+		if p.total > 0 {
+			c = min(max(2*cap(p.buf), n), p.total)
+		}
+		grown := make([]byte, len(p.buf), c)
+		copy(grown, p.buf)
+		p.buf = grown
 	}
-	buf = append(buf, piece...)
+	p.buf = append(p.buf, piece...)
 	if !last {
-		(*r)[id] = buf
+		(*r)[id] = p
 		return nil, nil
 	}
 	delete(*r, id)
-	if isChunk(buf) {
+	if p.total > 0 && len(p.buf) != p.total {
+		return nil, fmt.Errorf("%w: a chunked frame of %d bytes, where its first chunk announced %d", ErrProtocol, len(p.buf), p.total)
+	}
+	if isChunk(p.buf) {
 		return nil, fmt.Errorf("%w: a chunked frame that is itself a chunk", ErrProtocol)
 	}
-	return buf, nil
+	return p.buf, nil
 }
 
 // deferred is a message that arrived in chunks, handed on undecoded: the

@@ -431,7 +431,11 @@ func (o *outbox) take(batch [][]byte, whole []outFrame, pieces [][]byte) ([][]by
 				}
 				end := min(l.off+chunkPiece, len(f.b))
 				done = end == len(f.b)
-				out = appendChunk(newFrame(chunkHeadMax + end - l.off)[:0], l.id, done, f.b[l.off:end])
+				total := 0
+				if l.off == 0 {
+					total = len(f.b) // the first chunk announces the frame's length
+				}
+				out = appendChunk(newFrame(chunkHeadMax + end - l.off)[:0], l.id, done, f.b[l.off:end], total)
 				pieces = append(pieces, out)
 				l.off = end
 				if done {

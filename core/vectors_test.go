@@ -194,7 +194,11 @@ func makeVectors(tb testing.TB) vectors {
 	cv := chunkVector{Name: "a Send in three chunks, id 1", Envelope: h(whole)}
 	for i, at := 0, 0; at < len(whole); i++ {
 		end := min(at+16, len(whole))
-		cv.Pieces = append(cv.Pieces, h(appendChunk(nil, 1, end == len(whole), whole[at:end])))
+		total := 0
+		if at == 0 {
+			total = len(whole) // the first chunk announces the frame's length
+		}
+		cv.Pieces = append(cv.Pieces, h(appendChunk(nil, 1, end == len(whole), whole[at:end], total)))
 		at = end
 	}
 	v.Chunks = append(v.Chunks, cv)

@@ -482,42 +482,57 @@ func releaseFrame(frame []byte) {
 const maxFrame = 64<<10 + 64
 
 // chunkHeadMax is the most a chunk frame adds to its piece: the array
-// head, the kind, the id (up to 9 bytes) and the byte string's head (up
-// to 9).
-const chunkHeadMax = 1 + 1 + 9 + 9
+// head, the kind, the id (up to 9 bytes), the total (up to 9) and the
+// byte string's head (up to 9).
+const chunkHeadMax = 1 + 1 + 9 + 9 + 9
 
-// appendChunk appends a chunk frame, the CBOR array [kind, id, piece], to b.
-func appendChunk(b []byte, id uint64, last bool, piece []byte) []byte {
+// appendChunk appends a chunk frame to b: the CBOR array [kind, id,
+// piece], or, when total is not 0 (a frame's first chunk), [kind, id,
+// total, piece], total being the length of the whole frame.
+func appendChunk(b []byte, id uint64, last bool, piece []byte, total int) []byte {
 	kind := uint64(kindChunk)
 	if last {
 		kind = kindLast
 	}
-	b = append(b, 0x83)
+	if total > 0 {
+		b = append(b, 0x84)
+	} else {
+		b = append(b, 0x83)
+	}
 	b = appendUint(b, 0, kind)
 	b = appendUint(b, 0, id)
+	if total > 0 {
+		b = appendUint(b, 0, uint64(total))
+	}
 	b = appendUint(b, 2, uint64(len(piece)))
 	return append(b, piece...)
 }
 
 // isChunk reports whether frame is a chunk frame rather than an envelope.
-func isChunk(frame []byte) bool { return len(frame) > 0 && frame[0] == 0x83 }
+func isChunk(frame []byte) bool { return len(frame) > 0 && (frame[0] == 0x83 || frame[0] == 0x84) }
 
-// decodeChunk parses a chunk frame. piece aliases frame.
-func decodeChunk(frame []byte) (id uint64, last bool, piece []byte, err error) {
+// decodeChunk parses a chunk frame. piece aliases frame; total is the
+// whole frame's length when the chunk announces it, else 0.
+func decodeChunk(frame []byte) (id uint64, last bool, total uint64, piece []byte, err error) {
 	d := frameReader{b: frame, off: 1}
 	kind, ok := d.uint()
 	if !ok || (kind != kindChunk && kind != kindLast) {
-		return 0, false, nil, d.fail("a chunk frame's kind must be %d or %d", kindChunk, kindLast)
+		return 0, false, 0, nil, d.fail("a chunk frame's kind must be %d or %d", kindChunk, kindLast)
 	}
 	if id, ok = d.uint(); !ok || id == 0 {
-		return 0, false, nil, d.fail("bad chunk id")
+		return 0, false, 0, nil, d.fail("bad chunk id")
+	}
+	if frame[0] == 0x84 {
+		if total, ok = d.uint(); !ok || total == 0 {
+			return 0, false, 0, nil, d.fail("bad chunk total")
+		}
 	}
 	major, n, ok := d.head()
 	if !ok || major != 2 || n != uint64(len(frame)-d.off) {
-		return 0, false, nil, d.fail("a chunk's piece must be a byte string ending the frame")
+		return 0, false, 0, nil, d.fail("a chunk's piece must be a byte string ending the frame")
 	}
 	if n == 0 && kind == kindChunk {
-		return 0, false, nil, d.fail("empty chunk")
+		return 0, false, 0, nil, d.fail("empty chunk")
 	}
-	return id, kind == kindLast, frame[d.off:], nil
+	return id, kind == kindLast, total, frame[d.off:], nil
 }
