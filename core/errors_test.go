@@ -11,9 +11,13 @@ import (
 
 // TestRegisterErrorRefusesMisuse checks every panic of RegisterError, and
 // that each names what was wrong.
+// errTaken has the code coretest.taken, registered once per process (a
+// test may run more than once).
+var errTaken = errors.New("taken")
+
+func init() { core.RegisterError("coretest.taken", errTaken) }
+
 func TestRegisterErrorRefusesMisuse(t *testing.T) {
-	errTaken := errors.New("taken")
-	core.RegisterError("coretest.taken", errTaken)
 	for _, c := range []struct {
 		code string
 		err  error
