@@ -743,6 +743,9 @@ func TestFloat16(t *testing.T) {
 		if !ok1 || !ok2 || math.Float32bits(g32) != math.Float32bits(w32) || math.Float64bits(g64) != math.Float64bits(w64) {
 			t.Fatalf("%x: got %v %v (%v %v), want %v %v", data, g32, g64, ok1, ok2, w32, w64)
 		}
+		if f := Float16(uint16(h)); math.Float32bits(f) != math.Float32bits(w32) {
+			t.Fatalf("Float16(%#04x) = %v, want %v", h, f, w32)
+		}
 	}
 }
 

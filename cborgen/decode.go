@@ -340,6 +340,11 @@ func (r *Reader) float() (float64, bool) {
 	return math.Float64frombits(binary.BigEndian.Uint64(p)), true
 }
 
+// Float16 returns the value of half-precision float bits (a CBOR item of
+// additional information 25) as a float32, exactly as the library widens
+// them.
+func Float16(bits uint16) float32 { return math.Float32frombits(f16to32(bits)) }
+
 // f16to32 converts half-float bits to float32 bits exactly as
 // github.com/x448/float16, which the library uses: NaNs keep their payload
 // and get the quiet bit.

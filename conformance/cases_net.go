@@ -158,6 +158,28 @@ var secretCases = concat(
 				}
 			}
 		}},
+		{"LargeMessagesCrossSealedBesideSmallOnes", func(t *testing.T, h *harness) {
+			// Chunks, sealed, taking turns with small asks on the same
+			// connection, both ways.
+			s := []byte("correct horse battery staple")
+			at, from := h.server("at", secret(s)), h.client("from", secret(s))
+			h.register(at, "echo", &probe{receive: func(c *core.Context, msg any) error { return c.Reply(msg) }})
+			ref := h.lookup(from, at, "echo")
+			big := Blob{Data: pattern(3<<20, 7)}
+			done := askLater(t.Context(), ref, big)
+			for i := range 20 {
+				if v, err := ask(t, ref, Ping{N: i}); err != nil || v != (Ping{N: i}) {
+					t.Fatalf("small ask %d beside a large one: %v, %v", i, v, err)
+				}
+			}
+			if err := recv(t, done, "the large ask"); err != nil {
+				t.Fatalf("a 3 MiB ask over a sealed connection: %v", err)
+			}
+			v, err := ask(t, ref, big)
+			if got, ok := v.(Blob); err != nil || !ok || !bytes.Equal(got.Data, big.Data) {
+				t.Fatalf("a 3 MiB ask over a sealed connection came back %T (%v), equal %v", v, err, ok && bytes.Equal(got.Data, big.Data))
+			}
+		}},
 		{"AnAlteredSealedFrameClosesTheConnection", testAlteredFrames},
 		{"InsecurePlaintextMustBeSetOnBothEnds", func(t *testing.T, h *harness) {
 			s := []byte("correct horse battery staple")

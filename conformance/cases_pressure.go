@@ -34,6 +34,52 @@ func frameKind(f []byte) byte {
 	return f[1]
 }
 
+// chunkWatch follows, in the frames the accepting side reads, which
+// chunked frames are in flight, and counts the frames of one kind read
+// meanwhile.
+type chunkWatch struct {
+	kind      byte
+	first     chan struct{} // closed at the first chunk
+	firstOnce sync.Once
+	mu        sync.Mutex
+	chunking  map[uint64]bool
+	seen      int // frames of kind read
+	amid      int // ... of which while a chunked frame was in flight
+}
+
+// watchChunks installs a chunkWatch for frames of kind on h's wire.
+func watchChunks(h *harness, kind byte) *chunkWatch {
+	w := &chunkWatch{kind: kind, first: make(chan struct{}), chunking: map[uint64]bool{}}
+	hook := w.read
+	h.wire.onRead.Store(&hook)
+	return w
+}
+
+func (w *chunkWatch) read(f []byte) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	switch k := frameKind(f); {
+	case k == wireChunk:
+		w.chunking[chunkID(f)] = true
+		w.firstOnce.Do(func() { close(w.first) })
+	case k == wireLast:
+		delete(w.chunking, chunkID(f))
+	case k == w.kind:
+		w.seen++
+		if len(w.chunking) > 0 {
+			w.amid++
+		}
+	}
+}
+
+// counts returns the frames of the kind read, and how many of them while
+// a chunked frame was in flight.
+func (w *chunkWatch) counts() (seen, amid int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.seen, w.amid
+}
+
 // chunkID returns a chunk frame's id, the CBOR unsigned integer after its
 // kind (docs/PROTOCOL.md, "Chunks").
 func chunkID(f []byte) uint64 {
@@ -83,29 +129,7 @@ var pressureCases = []testCase{
 	{"SmallAsksPassALargeMessageInFlight", func(t *testing.T, h *harness) {
 		at, from := h.server("at"), h.client("from")
 		const bulkSize, bulks = 32 << 20, 3
-		var (
-			mu        sync.Mutex
-			chunking  = map[uint64]bool{}
-			asksAmid  int
-			firstOnce sync.Once
-			first     = make(chan struct{})
-		)
-		hook := func(f []byte) {
-			mu.Lock()
-			defer mu.Unlock()
-			switch frameKind(f) {
-			case wireChunk:
-				chunking[chunkID(f)] = true
-				firstOnce.Do(func() { close(first) })
-			case wireLast:
-				delete(chunking, chunkID(f))
-			case wireAsk:
-				if len(chunking) > 0 {
-					asksAmid++
-				}
-			}
-		}
-		h.wire.onRead.Store(&hook)
+		watch := watchChunks(h, wireAsk)
 		bulkGot := make(chan error, bulks)
 		h.register(at, "bulk", &probe{receive: func(_ *core.Context, msg any) error {
 			b := msg.(Blob)
@@ -129,7 +153,7 @@ var pressureCases = []testCase{
 			}
 			sendErrs <- nil
 		}()
-		closed(t, first, "the first chunk of a bulk message")
+		closed(t, watch.first, "the first chunk of a bulk message")
 		for i := range 50 {
 			if v, err := ask(t, echoRef, Ping{N: i}); err != nil || v != (Pong{N: i + 1}) {
 				t.Fatalf("ask %d during bulk sends = %v, %v", i, v, err)
@@ -143,9 +167,7 @@ var pressureCases = []testCase{
 				t.Fatal(err)
 			}
 		}
-		mu.Lock()
-		defer mu.Unlock()
-		if asksAmid == 0 {
+		if _, amid := watch.counts(); amid == 0 {
 			t.Errorf("no ask crossed while a bulk message was in flight: asks wait behind large messages")
 		}
 	}},

@@ -393,30 +393,7 @@ var streamCases = concat(
 	// stream data frames are seen at all.
 	across("AStreamFlowsWhileLargeMessagesAreInFlight", []topology{clientMode}, func(t *testing.T, h *harness, at, from *core.Env) {
 		const bulkSize, bulks = 32 << 20, 3
-		var (
-			mu               sync.Mutex
-			chunking         = map[uint64]bool{}
-			dataFrames, amid int
-			firstOnce        sync.Once
-			first            = make(chan struct{})
-		)
-		hook := func(f []byte) {
-			mu.Lock()
-			defer mu.Unlock()
-			switch frameKind(f) {
-			case wireChunk:
-				chunking[chunkID(f)] = true
-				firstOnce.Do(func() { close(first) })
-			case wireLast:
-				delete(chunking, chunkID(f))
-			case wireStreamData:
-				dataFrames++
-				if len(chunking) > 0 {
-					amid++
-				}
-			}
-		}
-		h.wire.onRead.Store(&hook)
+		watch := watchChunks(h, wireStreamData)
 		bulkGot := make(chan int, bulks)
 		h.register(at, "bulk", &probe{receive: func(_ *core.Context, msg any) error {
 			bulkGot <- len(msg.(Blob).Data)
@@ -435,7 +412,7 @@ var streamCases = concat(
 			}
 			sendErrs <- nil
 		}()
-		closed(t, first, "the first chunk of a bulk message")
+		closed(t, watch.first, "the first chunk of a bulk message")
 		spec := StreamSpec{Send: 1 << 20, Seed: 3}
 		exchange(t, openStream(t, h.lookup(from, at, "digest"), spec), pattern(4<<20, 5), spec)
 		if err := recv(t, sendErrs, "the bulk sender"); err != nil {
@@ -446,9 +423,8 @@ var streamCases = concat(
 				t.Fatalf("a bulk message of %d bytes arrived, want %d", n, bulkSize)
 			}
 		}
-		mu.Lock()
-		defer mu.Unlock()
-		t.Logf("stream data frames: %d, of which between a bulk message's chunks: %d", dataFrames, amid)
+		seen, amid := watch.counts()
+		t.Logf("stream data frames: %d, of which between a bulk message's chunks: %d", seen, amid)
 	}),
 	across("ACutFailsTheStreamNotEOF", networks, func(t *testing.T, h *harness, at, from *core.Env) {
 		inside := make(chan *core.Stream, 1)

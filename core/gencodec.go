@@ -88,24 +88,17 @@ func generatedDecode[T any]() func(body []byte, ptr bool) (any, error) {
 				return (*T)(nil), nil
 			}
 			v := new(T)
-			if !any(v).(generatedDecoder).DecodeRPC(body) {
-				var zero T
-				*v = zero // undo what the fast path wrote before it gave up
-				if err := decMode.Unmarshal(body, v); err != nil {
-					return nil, err
-				}
+			if err := orLibrary(v, body, any(v).(generatedDecoder).DecodeRPC(body)); err != nil {
+				return nil, err
 			}
 			return v, nil
 		}
 		v := scratch.Get().(*T)
 		var zero T
 		*v = zero
-		if !any(v).(generatedDecoder).DecodeRPC(body) {
-			*v = zero
-			if err := decMode.Unmarshal(body, v); err != nil {
-				scratch.Put(v)
-				return nil, err
-			}
+		if err := orLibrary(v, body, any(v).(generatedDecoder).DecodeRPC(body)); err != nil {
+			scratch.Put(v)
+			return nil, err
 		}
 		out := any(*v)
 		*v = zero // keep nothing the message refers to alive
@@ -134,17 +127,26 @@ func generatedDecodeOwned[T any](body []byte, ptr bool) (any, error) {
 	ok := r.Done()
 	r.Reset(nil)
 	readers.Put(r)
-	if !ok {
-		var zero T
-		*v = zero // undo what the fast path wrote before it gave up
-		if err := decMode.Unmarshal(body, v); err != nil {
-			return nil, err
-		}
+	if err := orLibrary(v, body, ok); err != nil {
+		return nil, err
 	}
 	if ptr {
 		return v, nil
 	}
 	return *v, nil
+}
+
+// orLibrary lets the library decode body into v when the generated code
+// did not (decoded is false), after undoing what it wrote before it gave
+// up, so that what is accepted, the values and the errors are the
+// library's.
+func orLibrary[T any](v *T, body []byte, decoded bool) error {
+	if decoded {
+		return nil
+	}
+	var zero T
+	*v = zero
+	return decMode.Unmarshal(body, v)
 }
 
 // AppendRef appends r's CBOR encoding to b, as the library codec writes

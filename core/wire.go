@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math"
 	"unicode/utf8"
+
+	"github.com/rpcenv/rpcenv/cborgen"
 )
 
 // Frame kinds. docs/PROTOCOL.md is the specification; keep it in step.
@@ -260,23 +262,7 @@ func (d *frameReader) int() (int64, bool) {
 func floatOf(info byte, arg uint64) float64 {
 	switch info {
 	case 25:
-		exp, frac := int(arg>>10)&0x1f, float64(arg&0x3ff)
-		var v float64
-		switch exp {
-		case 0:
-			v = math.Ldexp(frac, -24)
-		case 31:
-			v = math.Inf(1)
-			if frac != 0 {
-				v = math.NaN()
-			}
-		default:
-			v = math.Ldexp(frac+1024, exp-25)
-		}
-		if arg&0x8000 != 0 {
-			v = -v
-		}
-		return v
+		return float64(cborgen.Float16(uint16(arg)))
 	case 26:
 		return float64(math.Float32frombits(uint32(arg)))
 	}
