@@ -30,11 +30,11 @@ type handlerCtx struct {
 	cancel   context.CancelFunc
 }
 
-func (h *handlerCtx) context() context.Context {
+func (h *handlerCtx) context(c *Context) context.Context {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.ctx == nil {
-		h.ctx, h.cancel = context.WithDeadline(context.Background(), h.deadline)
+		h.ctx, h.cancel = context.WithDeadline(invocation{c}, h.deadline)
 		h.made.Store(true)
 		if h.over.Load() {
 			h.cancel()

@@ -3,6 +3,7 @@ package core
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 )
 
 // Context is one delivery to an endpoint: a send or an ask. It is passed
@@ -14,13 +15,16 @@ type Context struct {
 	ans    answerer // nil for a send
 	from   *peer    // the connection the message came over; nil for a local one (flow.go)
 	stream *Stream  // the stream a stream's opening message opened; nil otherwise
+	asker  *Context // for a local ask made while handling a message: that delivery (deadlock.go)
+
+	handling atomic.Int32 // handlers running this delivery (deadlock.go)
 }
 
 // answerer is the reply side of an ask: a local call or a remote one.
 type answerer interface {
 	reply(ep *endpoint, v any) error
 	fail(ep *endpoint, err error) error
-	context() context.Context
+	context(c *Context) context.Context
 }
 
 // Context returns a context that carries the ask's deadline and is done
@@ -33,9 +37,9 @@ func (c *Context) Context() context.Context {
 		return c.stream.ctx
 	}
 	if c.ans == nil {
-		return c.ep.env.ctx
+		return c.ep.ctx
 	}
-	return c.ans.context()
+	return c.ans.context(c)
 }
 
 // Self returns the receiving endpoint's ref.

@@ -22,6 +22,14 @@ const (
 	DefaultHandshakeTimeout = 10 * time.Second
 	DefaultHeartbeat        = 2 * time.Second
 	DefaultPeerTimeout      = 10 * time.Second
+	// DefaultMaxWorkers is Config.MaxWorkers' default. Endpoint code that
+	// only computes needs no more workers than cores; the cap is far above
+	// that because a handler that waits (on an ask, a file, a database)
+	// holds its worker, and a cap that blocked handlers reach stalls every
+	// endpoint of the pool. 4096 goroutines cost at least 32 MiB of stack:
+	// a bound on a runaway (thousands of endpoints blocked at once), not a
+	// tuning knob.
+	DefaultMaxWorkers = 4096
 )
 
 // workerIdle is how long a dispatcher worker waits for another inbox
@@ -98,6 +106,20 @@ type Config struct {
 	// settings: a peer whose HeartbeatInterval exceeds this env's
 	// PeerTimeout will be dropped while idle.
 	PeerTimeout time.Duration
+	// MaxWorkers caps the goroutines that run the env's endpoint code
+	// (Receive, the lifecycle and network calls) at once: the dispatcher's
+	// pool, shared by every endpoint but those registered WithIsolation.
+	// Below the cap, an endpoint with work and no idle worker gets a new
+	// one, so a handler that blocks delays no other endpoint; at the cap,
+	// inboxes with work wait, first come first served, for a worker to
+	// finish a batch. 0 means DefaultMaxWorkers (4096); a negative value
+	// removes the cap.
+	//
+	// A handler that blocks holds its worker: if MaxWorkers handlers wait
+	// on asks to endpoints of this env, those endpoints get no worker
+	// until the asks time out. Register endpoints that must answer however
+	// busy the pool is (a heartbeat receiver, a coordinator) WithIsolation.
+	MaxWorkers int
 	// OnDeadLetter, if set, is called for every message the env drops,
 	// besides counting it (Env.DeadLetters) and logging it. The log has
 	// at most one line a second, which says how many dead letters it
@@ -143,9 +165,10 @@ type Env struct {
 	onDeadLetter     func(DeadLetter)
 	files            *FileServer
 
-	ctx    context.Context // done when Shutdown starts
-	cancel context.CancelFunc
-	pool   *pool
+	ctx     context.Context // done when Shutdown starts
+	cancel  context.CancelFunc
+	pool    *pool          // the dispatcher's shared pool
+	workers sync.WaitGroup // the workers of every pool, the isolated ones too
 
 	endpoints sync.Map   // name -> *endpoint
 	regMu     sync.Mutex // orders Register against Shutdown
@@ -237,7 +260,14 @@ func NewEnv(cfg Config) (*Env, error) {
 	rand.Read(id)
 	e.id = hex.EncodeToString(id)
 	e.ctx, e.cancel = context.WithCancel(context.Background())
-	e.pool = newPool(workerIdle)
+	maxWorkers := cfg.MaxWorkers
+	switch {
+	case maxWorkers == 0:
+		maxWorkers = DefaultMaxWorkers
+	case maxWorkers < 0:
+		maxWorkers = 0
+	}
+	e.pool = newPool(workerIdle, maxWorkers, &e.workers)
 	e.peers.init()
 
 	if cfg.Listen != "" {
@@ -337,6 +367,7 @@ type endpointOptions struct {
 	concurrency int
 	inboxLimit  int
 	borrow      bool
+	isolated    bool
 }
 
 // DefaultInboxLimit is an endpoint's inbox limit unless [WithInboxLimit]
@@ -388,6 +419,17 @@ func WithBorrowedBytes() EndpointOption {
 	return func(o *endpointOptions) { o.borrow = true }
 }
 
+// WithIsolation gives the endpoint workers of its own, outside the env's
+// shared pool and its cap (Config.MaxWorkers): up to its concurrency
+// (WithConcurrency), started when it has work and ended when idle, as the
+// shared pool's are. Handlers that block elsewhere, however many, then
+// never delay it. Use it for an endpoint that must answer promptly when
+// the env is saturated, such as a heartbeat receiver or a coordinator;
+// it is Spark's IsolatedRpcEndpoint.
+func WithIsolation() EndpointOption {
+	return func(o *endpointOptions) { o.isolated = true }
+}
+
 // Register adds ep under name and returns its ref. OnStart, if ep has
 // one, runs before any message, in ep's inbox: Register does not wait for
 // it. Names are unique in an env (ErrNameTaken) and may not contain '/'
@@ -411,10 +453,14 @@ func (e *Env) Register(name string, ep Endpoint, opts ...EndpointOption) (*Ref, 
 	if d, ok := ep.(Delegator); ok {
 		hooks = d.Delegate()
 	}
-	x := &endpoint{env: e, name: name, impl: ep, hooks: hooks, max: o.concurrency, limit: o.inboxLimit, borrow: o.borrow, done: make(chan struct{})}
+	x := &endpoint{env: e, name: name, impl: ep, hooks: hooks, pool: e.pool, max: o.concurrency, limit: o.inboxLimit, borrow: o.borrow, done: make(chan struct{})}
+	if o.isolated {
+		x.pool = newPool(workerIdle, o.concurrency, &e.workers)
+	}
 	x.self = newRef(e, name, e.addr, e.id, e.name)
 	x.self.ep = x
 	x.sendCtx = &Context{ep: x, sender: e.addr}
+	x.ctx = &sendContext{Context: e.ctx, c: x.sendCtx}
 	x.observer, _ = hooks.(NetworkObserver)
 	_, starts := hooks.(Starter)
 
@@ -435,7 +481,7 @@ func (e *Env) Register(name string, ep Endpoint, opts ...EndpointOption) (*Ref, 
 		x.q.push(item{kind: itemStart})
 		x.active = 1
 		x.mu.Unlock()
-		e.pool.run(x)
+		x.pool.run(x)
 	}
 	return x.self, nil
 }
@@ -555,10 +601,7 @@ func (e *Env) isLocal(r *Ref) bool {
 // ErrEnvStopped once Shutdown has begun), or with
 // ErrInboxFull when the local messages waiting fill the inbox limit.
 func (e *Env) postLocal(r *Ref, it item) error {
-	x := r.ep
-	if x == nil || x.env != e {
-		x = e.localEndpoint(r.name)
-	}
+	x := e.endpointOf(r)
 	for range 2 {
 		if x == nil {
 			return e.missing()
@@ -582,6 +625,14 @@ func (e *Env) postLocal(r *Ref, it item) error {
 		return e.missing()
 	}
 	return e.missing()
+}
+
+// endpointOf returns the endpoint of this env that r points to, or nil.
+func (e *Env) endpointOf(r *Ref) *endpoint {
+	if x := r.ep; x != nil && x.env == e {
+		return x
+	}
+	return e.localEndpoint(r.name)
 }
 
 // missing is why a local message found no endpoint: the env is
@@ -639,9 +690,18 @@ func (e *Env) ask(ctx context.Context, r *Ref, msg any) (any, error) {
 	}
 	w := e.newWait(ctx)
 	if e.isLocal(r) {
+		asker := askerOf(ctx)
+		if asker != nil {
+			if x := e.endpointOf(r); x != nil {
+				if chain := deadlock(asker, x); chain != nil {
+					return nil, deadlockError(r, chain)
+				}
+			}
+			asker = asker.record()
+		}
 		c := new(call)
 		c.deadline = w.deadline
-		c.hctx = Context{sender: e.addr, ans: c}
+		c.hctx = Context{sender: e.addr, ans: c, asker: asker}
 		if err := e.postLocal(r, item{kind: itemMessage, msg: msg, c: &c.hctx}); err != nil {
 			return nil, fmt.Errorf("rpcenv: ask %s: %w", r, err)
 		}

@@ -53,6 +53,12 @@ var (
 	ErrNotStreamHandler = errors.New("endpoint does not accept streams")
 	// ErrNotFound: Env.Open named a file that the env does not serve.
 	ErrNotFound = errors.New("file not found")
+	// ErrDeadlock: an Ask made while handling a message could never be
+	// answered, because the endpoint it asks is waiting for this very
+	// ask: itself, or an endpoint of the same env that (through others)
+	// asked the caller, each handling one message at a time. The error
+	// names the chain. See Ref.Ask.
+	ErrDeadlock = errors.New("deadlock")
 )
 
 // Wire codes for the sentinels, so that errors.Is holds across envs.
@@ -75,6 +81,7 @@ var sentinelCodes = []struct {
 	{"stream_closed", ErrStreamClosed},
 	{"not_stream_handler", ErrNotStreamHandler},
 	{"not_found", ErrNotFound},
+	{"deadlock", ErrDeadlock},
 }
 
 // appCodes holds the errors registered with RegisterError, copied on

@@ -1,6 +1,7 @@
 package core
 
 import (
+	"context"
 	"fmt"
 	"runtime/debug"
 	"sync"
@@ -96,9 +97,11 @@ type endpoint struct {
 	impl     Endpoint
 	hooks    any // where the optional interfaces are looked up: impl, or what it delegates to
 	self     *Ref
+	pool     *pool // the env's shared pool, or its own (WithIsolation)
 	max      int
 	observer NetworkObserver // nil unless impl is one
-	sendCtx  *Context        // shared by every local send: it is immutable
+	sendCtx  *Context        // shared by every local send; counts the sends being handled (deadlock.go)
+	ctx      context.Context // the context of a send's handler: the env's, carrying sendCtx
 	limit    int             // inbox limit in bytes (WithInboxLimit)
 	borrow   bool            // messages lend their large []byte fields (WithBorrowedBytes)
 	local    atomic.Int64    // bytes of local messages in the inbox
@@ -127,7 +130,7 @@ func (ep *endpoint) post(it item) bool {
 	}
 	ep.mu.Unlock()
 	if schedule {
-		ep.env.pool.run(ep)
+		ep.pool.run(ep)
 	}
 	return true
 }
@@ -210,7 +213,7 @@ func (ep *endpoint) stop() bool {
 	}
 	ep.mu.Unlock()
 	if schedule {
-		ep.env.pool.run(ep)
+		ep.pool.run(ep)
 	}
 	return true
 }
@@ -223,12 +226,20 @@ func (ep *endpoint) abort() {
 	ep.aborted.Store(true)
 	reason := errAborted(ep.env)
 	var dropped []item
+	stop := false
 	ep.mu.Lock()
 	for ep.q.n > 0 {
-		dropped = append(dropped, ep.q.pop())
+		it := ep.q.pop()
+		if it.kind == itemStop {
+			stop = true
+			continue
+		}
+		dropped = append(dropped, it)
 	}
-	if ep.stopping {
-		ep.q.push(item{kind: itemStop}) // it was last: OnStop keeps its place
+	if stop {
+		// It was last: OnStop keeps its place. (A worker may have taken it
+		// already, in a batch: then it must not be queued twice.)
+		ep.q.push(item{kind: itemStop})
 	}
 	ep.mu.Unlock()
 	for _, it := range dropped {
@@ -265,9 +276,15 @@ func (ep *endpoint) take() (item, bool) {
 // run processes items until there is none this worker may take. An
 // endpoint that takes one message at a time gets its items in batches, so
 // the worker takes the lock once per batch rather than once per item.
-func (ep *endpoint) run() {
+// When other inboxes wait for a worker of the pool (it is at its cap),
+// run returns true after a batch, staying scheduled: the worker puts the
+// endpoint behind them, so that a long backlog cannot keep them waiting.
+func (ep *endpoint) run() (more bool) {
 	var batch [32]item
-	for {
+	for batches := 0; ; batches++ {
+		if batches > 0 && ep.pool.waiting.Load() > 0 {
+			return true
+		}
 		ep.mu.Lock()
 		n := 0
 		if ep.max == 1 {
@@ -284,9 +301,12 @@ func (ep *endpoint) run() {
 		if n == 0 {
 			ep.active--
 			ep.mu.Unlock()
-			return
+			return false
 		}
 		ep.mu.Unlock()
+		// The sends of the batch count as handled throughout: cheaper than
+		// per message, and as exact (deadlock.go).
+		ep.sendCtx.handling.Add(1)
 		var used consumption
 		for i := range n {
 			it := batch[i]
@@ -301,6 +321,7 @@ func (ep *endpoint) run() {
 			}
 			batch[i] = item{}
 		}
+		ep.sendCtx.handling.Add(-1)
 		used.flush(ep)
 	}
 }
@@ -318,7 +339,13 @@ func (ep *endpoint) process(it item) {
 				break
 			}
 		}
-		ep.receive(it.c, msg) // run gives back what it counted (consumption)
+		if it.c.ans != nil {
+			it.c.handling.Add(1)
+			ep.receive(it.c, msg) // run gives back what it counted (consumption)
+			it.c.handling.Add(-1)
+		} else {
+			ep.receive(it.c, msg) // counted in sendCtx by run, per batch
+		}
 		if d != nil {
 			d.done()
 		}
@@ -329,6 +356,9 @@ func (ep *endpoint) process(it item) {
 			ep.protect("OnStop", s.OnStop)
 		}
 		close(ep.done)
+		if ep.pool != ep.env.pool {
+			ep.pool.stopIdle() // its workers end: this one once it returns
+		}
 	case itemConnected:
 		ep.protect("OnConnected", func() { ep.observer.OnConnected(it.ev.remote) })
 	case itemDisconnected:
@@ -358,7 +388,7 @@ func (ep *endpoint) start() {
 	ep.active += extra
 	ep.mu.Unlock()
 	for range extra {
-		ep.env.pool.run(ep)
+		ep.pool.run(ep)
 	}
 }
 
@@ -414,19 +444,32 @@ func (ep *endpoint) reportError(err error) {
 }
 
 // pool runs inboxes on goroutines that outlive one inbox. A busy or
-// blocked endpoint holds its worker, so others never wait behind it: when
-// no worker is idle, a new one starts. Idle workers wait on a channel of
-// their own (the cheapest wake-up there is), most recently idle first, and
-// a reaper ends those idle longer than idleTimeout, so an idle env holds
-// no goroutine for long.
+// blocked endpoint holds its worker. While fewer than max workers exist,
+// an inbox that finds no idle worker starts a new one, so others never
+// wait behind a blocked endpoint; at max, it waits in pending, first in
+// first out, for a worker to finish an inbox, and an endpoint with a long
+// backlog gives its worker up after each batch while others wait
+// (endpoint.run). Idle workers wait on a channel of their own (the
+// cheapest wake-up there is), most recently idle first, and a reaper ends
+// those idle longer than timeout, so an idle env holds no goroutine for
+// long.
+//
+// An env has one shared pool, capped by Config.MaxWorkers, and one more
+// for each endpoint registered WithIsolation, whose own limit is its
+// concurrency.
 type pool struct {
 	mu      sync.Mutex
-	idle    []*worker // a stack: the top is the most recently idle
+	idle    []*worker    // a stack: the top is the most recently idle
+	pending []*endpoint  // inboxes waiting for a worker, oldest first
+	waiting atomic.Int32 // len(pending), read without the lock by endpoint.run
+	workers int          // live workers, idle or busy
+	max     int          // the cap on workers; 0: none
+	peak    int          // the most workers there have been at once
 	closed  bool
 	reaping bool // the reaper timer is armed
 	reaper  *time.Timer
-	epoch   uint64 // reaper rounds so far: a coarse clock that costs no clock read
-	wg      sync.WaitGroup
+	epoch   uint64          // reaper rounds so far: a coarse clock that costs no clock read
+	wg      *sync.WaitGroup // the env's: Shutdown waits for the workers of all its pools
 	timeout time.Duration
 }
 
@@ -435,14 +478,17 @@ type worker struct {
 	idleEpoch uint64         // pool.epoch when it last went idle
 }
 
-func newPool(idle time.Duration) *pool {
-	p := &pool{timeout: idle}
+// newPool returns a pool of at most max workers (0: no cap) that end
+// after idle without work; wg counts them.
+func newPool(idle time.Duration, max int, wg *sync.WaitGroup) *pool {
+	p := &pool{timeout: idle, max: max, wg: wg}
 	p.reaper = time.AfterFunc(time.Hour, p.reap)
 	p.reaper.Stop()
 	return p
 }
 
-// run has ep's inbox processed by an idle worker, or a new one.
+// run has ep's inbox processed by an idle worker or a new one, or, at the
+// cap, by the first worker to finish its inbox.
 func (p *pool) run(ep *endpoint) {
 	p.mu.Lock()
 	if n := len(p.idle); n > 0 {
@@ -453,6 +499,14 @@ func (p *pool) run(ep *endpoint) {
 		w.next <- ep // never blocks: w waits for exactly this
 		return
 	}
+	if p.max > 0 && p.workers >= p.max {
+		p.pending = append(p.pending, ep)
+		p.waiting.Store(int32(len(p.pending)))
+		p.mu.Unlock()
+		return
+	}
+	p.workers++
+	p.peak = max(p.peak, p.workers)
 	p.wg.Add(1)
 	p.mu.Unlock()
 	go p.work(&worker{next: make(chan *endpoint, 1)}, ep)
@@ -461,9 +515,21 @@ func (p *pool) run(ep *endpoint) {
 func (p *pool) work(w *worker, ep *endpoint) {
 	defer p.wg.Done()
 	for ep != nil {
-		ep.run()
+		more := ep.run()
 		p.mu.Lock()
+		if more {
+			p.pending = append(p.pending, ep) // its turn again after those waiting
+		}
+		if len(p.pending) > 0 {
+			ep = p.pending[0]
+			p.pending[0] = nil
+			p.pending = p.pending[1:]
+			p.waiting.Store(int32(len(p.pending)))
+			p.mu.Unlock()
+			continue
+		}
 		if p.closed {
+			p.workers--
 			p.mu.Unlock()
 			return
 		}
@@ -493,6 +559,7 @@ func (p *pool) reap() {
 		p.idle[n].next <- nil
 		n++
 	}
+	p.workers -= n
 	clear(p.idle[:n])
 	p.idle = append(p.idle[:0], p.idle[n:]...)
 	if len(p.idle) > 0 {
@@ -502,9 +569,9 @@ func (p *pool) reap() {
 	}
 }
 
-// stopIdle ends the idle workers, and has every busy one end once its
-// inbox has nothing for it. Inboxes scheduled later still get a worker,
-// which ends after it.
+// stopIdle ends the idle workers, and has every busy one end once no
+// inbox waits for it. Inboxes scheduled later still get a worker, which
+// ends after it.
 func (p *pool) stopIdle() {
 	p.mu.Lock()
 	p.closed = true
@@ -512,12 +579,14 @@ func (p *pool) stopIdle() {
 	for _, w := range p.idle {
 		w.next <- nil
 	}
+	p.workers -= len(p.idle)
 	p.idle = nil
 	p.mu.Unlock()
 }
 
-// close ends the idle workers and waits for every worker to exit. Called
-// once every endpoint has stopped, so no inbox is scheduled any more.
+// close ends the idle workers and waits for every worker of the env to
+// exit. Called on the env's shared pool once every endpoint has stopped,
+// so no inbox is scheduled any more.
 func (p *pool) close() {
 	p.stopIdle()
 	p.wg.Wait()

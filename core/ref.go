@@ -156,6 +156,18 @@ func (r *Ref) Send(msg any) error {
 // waited and where the deadline came from. An answer the endpoint failed
 // with arrives as a *RemoteError. If the connection carrying the ask
 // breaks, Ask fails at once with ErrDisconnected.
+//
+// An ask made while handling a message, with a context derived from the
+// handler's (Context.Context), fails at once with ErrDeadlock when it
+// could never be answered: it asks an endpoint of concurrency 1 of the
+// same env that is waiting for it, either the asking endpoint itself or
+// one that asked it through a chain of asks within the env ("a -> b ->
+// a"). The error names the chain. Cycles through other envs, asks made
+// with an unrelated context, and endpoints with more than one worker are
+// not detected; such an ask waits for its deadline. The check assumes a
+// handler waits for the asks it made: one that asks from another
+// goroutine and goes on may see ErrDeadlock for an ask that would have
+// been answered once it returned.
 func (r *Ref) Ask(ctx context.Context, msg any) (any, error) {
 	if r == nil || r.env == nil {
 		return nil, fmt.Errorf("rpcenv: ask %s: %w", r, errUnusableRef)
