@@ -66,4 +66,5 @@ var groups = []group{
 	{"Order", sendThenAskCases},
 	{"Streams", streamCases},
 	{"Files", fileCases},
+	{"Interceptors", interceptCases},
 }

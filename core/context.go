@@ -17,6 +17,9 @@ type Context struct {
 	stream *Stream  // the stream a stream's opening message opened; nil otherwise
 	asker  *Context // for a local ask made while handling a message: that delivery (deadlock.go)
 
+	headers map[string]string // the message's headers (intercept.go); nil if none
+	ictx    context.Context   // the context inbound interceptors gave the handler; nil if none
+
 	handling atomic.Int32 // handlers running this delivery (deadlock.go)
 }
 
@@ -33,6 +36,9 @@ type answerer interface {
 // when the env shuts down. For a stream's opening message it is the
 // stream's Context.
 func (c *Context) Context() context.Context {
+	if c.ictx != nil {
+		return c.ictx
+	}
 	if c.stream != nil {
 		return c.stream.ctx
 	}

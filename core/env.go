@@ -120,6 +120,14 @@ type Config struct {
 	// until the asks time out. Register endpoints that must answer however
 	// busy the pool is (a heartbeat receiver, a coordinator) WithIsolation.
 	MaxWorkers int
+	// OutboundInterceptors wrap every Send, Ask and OpenStream made
+	// through this env's refs, the first outermost (OutboundInterceptor).
+	// They can set headers, which cross to the receiving endpoint.
+	OutboundInterceptors []OutboundInterceptor
+	// InboundInterceptors wrap every delivery of a message to this env's
+	// endpoints, the first outermost (InboundInterceptor). Lifecycle and
+	// network calls (OnStart, OnConnected, …) are not messages.
+	InboundInterceptors []InboundInterceptor
 	// OnDeadLetter, if set, is called for every message the env drops,
 	// besides counting it (Env.DeadLetters) and logging it. The log has
 	// at most one line a second, which says how many dead letters it
@@ -164,6 +172,9 @@ type Env struct {
 	peerTimeout      time.Duration
 	onDeadLetter     func(DeadLetter)
 	files            *FileServer
+
+	outbound Invoker // the outbound interceptors' chain; nil without any
+	inbound  Handler // the inbound interceptors' chain; nil without any
 
 	ctx     context.Context // done when Shutdown starts
 	cancel  context.CancelFunc
@@ -215,6 +226,8 @@ func NewEnv(cfg Config) (*Env, error) {
 	if e.name == "" {
 		e.name = "rpcenv"
 	}
+	e.outbound = chainOutbound(cfg.OutboundInterceptors, e.invoke)
+	e.inbound = chainInbound(cfg.InboundInterceptors, deliver)
 	e.files = &FileServer{env: e, files: map[string]string{}, dirs: map[string]*os.Root{}}
 	if e.log == nil {
 		e.log = slog.Default()
@@ -606,7 +619,7 @@ func (e *Env) postLocal(r *Ref, it item) error {
 		if x == nil {
 			return e.missing()
 		}
-		if it.c == nil || it.c.ans == nil {
+		if it.c == nil {
 			it.c = x.sendCtx
 		} else {
 			it.c.ep = x
@@ -646,8 +659,9 @@ func (e *Env) missing() error {
 	return ErrEndpointNotFound
 }
 
-// send is Ref.Send.
-func (e *Env) send(r *Ref, msg any) error {
+// send is Ref.SendContext past the interceptors; hdr are the message's
+// headers (checked), or nil. Waiting for credit ends when ctx is done.
+func (e *Env) send(ctx context.Context, r *Ref, msg any, hdr map[string]string) error {
 	if e.stopping.Load() {
 		return fmt.Errorf("rpcenv: send %s: %w", r, ErrEnvStopped)
 	}
@@ -656,13 +670,17 @@ func (e *Env) send(r *Ref, msg any) error {
 		return fmt.Errorf("rpcenv: send %s: %w", r, err)
 	}
 	if e.isLocal(r) {
-		if err := e.postLocal(r, item{kind: itemMessage, msg: msg}); err != nil {
+		it := item{kind: itemMessage, msg: msg}
+		if hdr != nil {
+			it.c = &Context{sender: e.addr, headers: hdr} // the shared one has none
+		}
+		if err := e.postLocal(r, it); err != nil {
 			e.deadLetter(DeadLetter{Target: r.String(), Type: typeName(msg), Reason: err})
 			return fmt.Errorf("rpcenv: send %s: %w", r, err)
 		}
 		return nil
 	}
-	frame, err := encodeFrame(&header{kind: kindSend, to: r.name, typ: wire, mt: mt}, msg, e.maxMsg)
+	frame, err := encodeFrame(&header{kind: kindSend, to: r.name, typ: wire, mt: mt, headers: hdr}, msg, e.maxMsg)
 	if err != nil {
 		return fmt.Errorf("rpcenv: send %s: %w", r, err)
 	}
@@ -671,16 +689,20 @@ func (e *Env) send(r *Ref, msg any) error {
 		e.deadLetter(DeadLetter{Target: r.String(), Type: wire, Reason: err})
 		return fmt.Errorf("rpcenv: send %s: %w", r, err)
 	}
-	if err := p.data(r.lane, r.name, frame, r.String(), wire, nil, time.Time{}); err != nil {
+	if err := p.data(r.lane, r.name, frame, r.String(), wire, ctx.Done(), time.Time{}); err != nil {
+		if err == errDone {
+			err = fmt.Errorf("%w (waiting for the peer to take more: it is slow or stopped reading)", context.Cause(ctx))
+		}
 		e.deadLetter(DeadLetter{Target: r.String(), Type: wire, Reason: err})
 		return fmt.Errorf("rpcenv: send %s: %w", r, err)
 	}
 	return nil
 }
 
-// ask is Ref.Ask. A local ask allocates the call (with its Context and
+// ask is Ref.Ask past the interceptors; hdr are the ask's headers
+// (checked), or nil. A local ask allocates the call (with its Context and
 // channel); the deadline timer comes from a pool.
-func (e *Env) ask(ctx context.Context, r *Ref, msg any) (any, error) {
+func (e *Env) ask(ctx context.Context, r *Ref, msg any, hdr map[string]string) (any, error) {
 	if e.stopping.Load() {
 		return nil, fmt.Errorf("rpcenv: ask %s: %w", r, ErrEnvStopped)
 	}
@@ -701,7 +723,7 @@ func (e *Env) ask(ctx context.Context, r *Ref, msg any) (any, error) {
 		}
 		c := new(call)
 		c.deadline = w.deadline
-		c.hctx = Context{sender: e.addr, ans: c, asker: asker}
+		c.hctx = Context{sender: e.addr, ans: c, asker: asker, headers: hdr}
 		if err := e.postLocal(r, item{kind: itemMessage, msg: msg, c: &c.hctx}); err != nil {
 			return nil, fmt.Errorf("rpcenv: ask %s: %w", r, err)
 		}
@@ -711,7 +733,7 @@ func (e *Env) ask(ctx context.Context, r *Ref, msg any) (any, error) {
 	if err != nil {
 		return nil, fmt.Errorf("rpcenv: ask %s: %w", r, err)
 	}
-	return e.remoteCall(ctx, &w, r.String(), p, r.lane, &header{kind: kindAsk, to: r.name, typ: wire, mt: mt}, msg)
+	return e.remoteCall(ctx, &w, r.String(), p, r.lane, &header{kind: kindAsk, to: r.name, typ: wire, mt: mt, headers: hdr}, msg)
 }
 
 // remoteCall sends an ask or a lookup over p and waits for the answer.

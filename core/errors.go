@@ -59,6 +59,9 @@ var (
 	// asked the caller, each handling one message at a time. The error
 	// names the chain. See Ref.Ask.
 	ErrDeadlock = errors.New("deadlock")
+	// ErrInvalidHeader: an interceptor set headers that break the limits
+	// (Call.Headers); the call fails without sending anything.
+	ErrInvalidHeader = errors.New("invalid header")
 )
 
 // Wire codes for the sentinels, so that errors.Is holds across envs.
@@ -82,6 +85,7 @@ var sentinelCodes = []struct {
 	{"not_stream_handler", ErrNotStreamHandler},
 	{"not_found", ErrNotFound},
 	{"deadlock", ErrDeadlock},
+	{"invalid_header", ErrInvalidHeader},
 }
 
 // appCodes holds the errors registered with RegisterError, copied on

@@ -400,7 +400,13 @@ func (ep *endpoint) receive(c *Context, msg any) {
 		return
 	}
 	var err error
-	panicked := ep.protect("Receive", func() { err = ep.impl.Receive(c, msg) })
+	panicked := ep.protect("Receive", func() {
+		if ep.env.inbound != nil {
+			err = ep.intercepted(c, msg)
+		} else {
+			err = ep.impl.Receive(c, msg)
+		}
+	})
 	if panicked != nil {
 		err = panicked
 	}

@@ -144,10 +144,23 @@ var errUnusableRef = errors.New("ref is nil or not bound to an env (get refs fro
 //
 // Sends from one goroutine to one endpoint are received in the order sent.
 func (r *Ref) Send(msg any) error {
+	return r.SendContext(context.Background(), msg)
+}
+
+// SendContext is Send with a context: the env's outbound interceptors see
+// it (a handler that passes its Context.Context() continues its trace),
+// and a send that waits for the remote endpoint to take more gives up
+// when ctx is done, returning ctx's error (the message is then a dead
+// letter).
+func (r *Ref) SendContext(ctx context.Context, msg any) error {
 	if r == nil || r.env == nil {
 		return fmt.Errorf("rpcenv: send %s: %w", r, errUnusableRef)
 	}
-	return r.env.send(r, msg)
+	if r.env.outbound != nil {
+		_, err := r.env.outbound(ctx, &Call{Kind: KindSend, Target: r, Message: msg})
+		return err
+	}
+	return r.env.send(ctx, r, msg, nil)
 }
 
 // Ask sends msg to the endpoint and waits for its reply. The wait ends at
@@ -172,7 +185,10 @@ func (r *Ref) Ask(ctx context.Context, msg any) (any, error) {
 	if r == nil || r.env == nil {
 		return nil, fmt.Errorf("rpcenv: ask %s: %w", r, errUnusableRef)
 	}
-	return r.env.ask(ctx, r, msg)
+	if r.env.outbound != nil {
+		return r.env.outbound(ctx, &Call{Kind: KindAsk, Target: r, Message: msg})
+	}
+	return r.env.ask(ctx, r, msg, nil)
 }
 
 // Ask is Ref.Ask with the reply's type checked: a reply that is not a T

@@ -24,14 +24,27 @@ func (r *Ref) OpenStream(ctx context.Context, msg any) (*Stream, error) {
 	if r == nil || r.env == nil {
 		return nil, fmt.Errorf("rpcenv: open stream to %s: %w", r, errUnusableRef)
 	}
-	s, err := r.env.openStream(ctx, r, msg)
+	if r.env.outbound != nil {
+		v, err := r.env.outbound(ctx, &Call{Kind: KindStream, Target: r, Message: msg})
+		s, _ := v.(*Stream)
+		if err == nil && s == nil {
+			err = fmt.Errorf("rpcenv: open stream to %s: an outbound interceptor returned no stream", r)
+		}
+		return s, err
+	}
+	return r.env.openStreamTo(ctx, r, msg, nil)
+}
+
+// openStreamTo is Ref.OpenStream past the interceptors.
+func (e *Env) openStreamTo(ctx context.Context, r *Ref, msg any, hdr map[string]string) (*Stream, error) {
+	s, err := e.openStream(ctx, r, msg, hdr)
 	if err != nil {
 		return nil, fmt.Errorf("rpcenv: open stream to %s: %w", r, err)
 	}
 	return s, nil
 }
 
-func (e *Env) openStream(ctx context.Context, r *Ref, msg any) (*Stream, error) {
+func (e *Env) openStream(ctx context.Context, r *Ref, msg any, hdr map[string]string) (*Stream, error) {
 	if e.stopping.Load() {
 		return nil, ErrEnvStopped
 	}
@@ -45,7 +58,7 @@ func (e *Env) openStream(ctx context.Context, r *Ref, msg any) (*Stream, error) 
 		opener, acceptor := newLocalPair(e.ctx, e.addr, target)
 		c := new(call)
 		c.deadline = w.deadline
-		c.hctx = Context{sender: e.addr, ans: c, stream: acceptor}
+		c.hctx = Context{sender: e.addr, ans: c, stream: acceptor, headers: hdr}
 		if err := e.postLocal(r, item{kind: itemMessage, msg: msg, c: &c.hctx}); err != nil {
 			return nil, err
 		}
@@ -85,7 +98,7 @@ func (e *Env) openStream(ctx context.Context, r *Ref, msg any) (*Stream, error) 
 		s.fail(err)
 		return nil, err
 	}
-	h := &header{kind: kindOpen, id: id, to: r.name, typ: wire, mt: mt}
+	h := &header{kind: kindOpen, id: id, to: r.name, typ: wire, mt: mt, headers: hdr}
 	if _, err := e.remoteCall(ctx, &w, target, p, r.lane, h, msg); err != nil {
 		s.fail(err)
 		return nil, err
@@ -149,7 +162,7 @@ func (e *Env) acceptStream(p *peer, env *envelope, size int, owned bool) error {
 		s.fail(fmt.Errorf("rpcenv: stream from %s: %w", s.remote, ErrDisconnected))
 		return err // nil when p closed
 	}
-	ic.hctx = Context{ep: x, sender: p.label(), ans: ic, from: p, stream: s}
+	ic.hctx = Context{ep: x, sender: p.label(), ans: ic, from: p, stream: s, headers: env.Headers}
 	if !x.post(item{kind: itemMessage, size: uint32(size), msg: msg, c: &ic.hctx}) {
 		p.consumed(env.To, 0, size)
 		err := fmt.Errorf("%w: %s", ErrEndpointNotFound, e.uriOf(env.To))
@@ -159,6 +172,16 @@ func (e *Env) acceptStream(p *peer, env *envelope, size int, owned bool) error {
 	return nil
 }
 
+// streamHandler returns the endpoint's ReceiveStream: its own, as
+// Receive is, or that of the value it delegates to.
+func (ep *endpoint) streamHandler() (StreamHandler, bool) {
+	if h, ok := ep.impl.(StreamHandler); ok {
+		return h, true
+	}
+	h, ok := ep.hooks.(StreamHandler)
+	return h, ok
+}
+
 // receiveStream delivers a stream's opening message: the env accepts the
 // stream (answers the open), then calls ReceiveStream. An endpoint that
 // is no StreamHandler refuses it; an error from ReceiveStream aborts it,
@@ -166,10 +189,7 @@ func (e *Env) acceptStream(p *peer, env *envelope, size int, owned bool) error {
 // error an asker gets is not).
 func (ep *endpoint) receiveStream(c *Context, msg any) {
 	s := c.stream
-	h, ok := ep.impl.(StreamHandler) // as Receive is the endpoint's own
-	if !ok {
-		h, ok = ep.hooks.(StreamHandler)
-	}
+	h, ok := ep.streamHandler()
 	if !ok {
 		err := fmt.Errorf("%w: %s (it has no ReceiveStream method)", ErrNotStreamHandler, ep.self)
 		c.ans.fail(ep, envError{err})
@@ -184,7 +204,13 @@ func (ep *endpoint) receiveStream(c *Context, msg any) {
 		l.expect(s)
 	}
 	var err error
-	panicked := ep.protect("ReceiveStream", func() { err = h.ReceiveStream(c, msg, s) })
+	panicked := ep.protect("ReceiveStream", func() {
+		if ep.env.inbound != nil {
+			err = ep.intercepted(c, msg)
+		} else {
+			err = h.ReceiveStream(c, msg, s)
+		}
+	})
 	if panicked != nil {
 		err = panicked
 	}

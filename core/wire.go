@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"slices"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/rpcenv/rpcenv/cborgen"
@@ -43,11 +45,16 @@ const protocolVersion = 2
 
 const cborNull = 0xf6
 
-// envelopeFields is the number of elements of every frame's CBOR array.
-const envelopeFields = 8
+// envelopeFields is the number of elements of a frame's CBOR array; a
+// Send, Ask or Open with headers has one more (withHeaders).
+const (
+	envelopeFields = 8
+	withHeaders    = 9
+)
 
 // envelope is a decoded frame: the CBOR array
-// [kind, id, to, type, body, timeout, code, message].
+// [kind, id, to, type, body, timeout, code, message], and for a Send, Ask
+// or Open, optionally a ninth element: its headers, a map of text to text.
 type envelope struct {
 	Kind    uint8
 	ID      uint64
@@ -57,6 +64,7 @@ type envelope struct {
 	Timeout int64
 	Code    string
 	Message string
+	Headers map[string]string // nil when the frame has none
 }
 
 // decodeEnvelope parses one frame into env. It is written by hand for the
@@ -87,8 +95,8 @@ func (n names) intern(b []byte) string {
 func decodeEnvelopeNames(frame []byte, env *envelope, n names) error {
 	*env = envelope{}
 	d := frameReader{b: frame}
-	if len(frame) == 0 || frame[0] != 0x80|envelopeFields {
-		return d.fail("a frame must be a CBOR array of %d elements", envelopeFields)
+	if len(frame) == 0 || (frame[0] != 0x80|envelopeFields && frame[0] != 0x80|withHeaders) {
+		return d.fail("a frame must be a CBOR array of %d elements (%d with headers)", envelopeFields, withHeaders)
 	}
 	d.off = 1
 	kind, ok := d.uint()
@@ -122,6 +130,17 @@ func decodeEnvelopeNames(frame []byte, env *envelope, n names) error {
 	msg, ok := d.text()
 	if !ok {
 		return d.fail("bad message")
+	}
+	if frame[0] == 0x80|withHeaders {
+		if env.Kind != kindSend && env.Kind != kindAsk && env.Kind != kindOpen {
+			return d.fail("a frame of kind %d has no headers", env.Kind)
+		}
+		if env.Headers, ok = d.headers(); !ok {
+			return d.fail("bad headers")
+		}
+		if err := checkHeaders(env.Headers); err != nil {
+			return d.fail("%v", err)
+		}
 	}
 	if d.off != len(frame) {
 		return d.fail("%d bytes after the envelope", len(frame)-d.off)
@@ -257,6 +276,31 @@ func (d *frameReader) int() (int64, bool) {
 	return 0, false
 }
 
+// headers reads a non-empty map of text to text without duplicate keys
+// (the limits are checkHeaders').
+func (d *frameReader) headers() (map[string]string, bool) {
+	major, n, ok := d.head()
+	if !ok || major != 5 || n == 0 || n > maxHeaders {
+		return nil, false
+	}
+	h := make(map[string]string, n)
+	for range n {
+		k, ok := d.text()
+		if !ok {
+			return nil, false
+		}
+		v, ok := d.text()
+		if !ok {
+			return nil, false
+		}
+		if _, dup := h[string(k)]; dup {
+			return nil, false
+		}
+		h[string(k)] = string(v)
+	}
+	return h, true
+}
+
 // floatOf returns the value of a float item: a half (info 25), single
 // (26) or double (27) float whose bits are arg.
 func floatOf(info byte, arg uint64) float64 {
@@ -331,6 +375,7 @@ type header struct {
 	timeout int64
 	code    string
 	message string
+	headers map[string]string // checked (checkHeaders); only for a Send, Ask or Open
 }
 
 // encodeFrame encodes h and body (a value of wire type h.typ, encoded with
@@ -342,7 +387,11 @@ func encodeFrame(h *header, body any, limit int) ([]byte, error) {
 	buf := bufPool.Get().(*bytes.Buffer)
 	buf.Reset()
 	var tmp [16]byte
-	buf.WriteByte(0x80 | envelopeFields)
+	if len(h.headers) > 0 {
+		buf.WriteByte(0x80 | withHeaders)
+	} else {
+		buf.WriteByte(0x80 | envelopeFields)
+	}
 	buf.Write(appendUint(tmp[:0], 0, uint64(h.kind)))
 	buf.Write(appendUint(tmp[:0], 0, h.id))
 	writeText(buf, h.to)
@@ -360,6 +409,9 @@ func encodeFrame(h *header, body any, limit int) ([]byte, error) {
 		buf.Write(appendInt(tmp[:0], h.timeout))
 		writeText(buf, h.code)
 		writeText(buf, h.message)
+		if len(h.headers) > 0 {
+			writeHeaders(buf, h.headers)
+		}
 		if buf.Len() > limit {
 			err = fmt.Errorf("%w: %d bytes encoded, the limit (Config.MaxMessageSize) is %d; send more through a stream (Ref.OpenStream)", ErrMessageTooLarge, buf.Len(), limit)
 		} else {
@@ -373,6 +425,27 @@ func encodeFrame(h *header, body any, limit int) ([]byte, error) {
 		bufPool.Put(buf)
 	}
 	return frame, err
+}
+
+// writeHeaders writes h as a CBOR map, its keys in the canonical order
+// (shorter first, then bytewise), as the library writes a map.
+func writeHeaders(buf *bytes.Buffer, h map[string]string) {
+	keys := make([]string, 0, len(h))
+	for k := range h {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b string) int {
+		if len(a) != len(b) {
+			return len(a) - len(b)
+		}
+		return strings.Compare(a, b)
+	})
+	var tmp [9]byte
+	buf.Write(appendUint(tmp[:0], 5, uint64(len(keys))))
+	for _, k := range keys {
+		writeText(buf, k)
+		writeText(buf, h[k])
+	}
 }
 
 func writeText(buf *bytes.Buffer, s string) {
