@@ -168,6 +168,7 @@ func (e *Env) serve(p *peer) {
 			return
 		}
 		p.recvd.Add(1)
+		p.bytesIn.Add(uint64(len(frame)))
 		if isData(frame) {
 			if err := win.read(p, len(frame)); err != nil {
 				if errors.Is(err, ErrProtocol) {

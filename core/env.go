@@ -191,6 +191,9 @@ type Env struct {
 
 	nextID      atomic.Uint64
 	deadLetters atomic.Uint64
+	connsUp     atomic.Uint64 // connections whose handshake completed (Env.Stats)
+	connsLost   atomic.Uint64 // of those, the ones that ended before Shutdown
+	streamBytes streamBytes
 	deadLog     logLimiter
 	refused     atomic.Uint64 // connections refused at the handshake
 	refusedLog  logLimiter

@@ -105,6 +105,8 @@ type endpoint struct {
 	limit    int             // inbox limit in bytes (WithInboxLimit)
 	borrow   bool            // messages lend their large []byte fields (WithBorrowedBytes)
 	local    atomic.Int64    // bytes of local messages in the inbox
+	handled  atomic.Uint64   // messages handled (Env.Stats), added per batch
+	failed   atomic.Uint64   // of those, the ones whose handler failed
 
 	mu       sync.Mutex
 	q        ring
@@ -308,6 +310,7 @@ func (ep *endpoint) run() (more bool) {
 		// per message, and as exact (deadlock.go).
 		ep.sendCtx.handling.Add(1)
 		var used consumption
+		handled, failed := 0, 0
 		for i := range n {
 			it := batch[i]
 			if it.kind != itemStop && it.kind != itemStart && ep.aborted.Load() {
@@ -315,18 +318,31 @@ func (ep *endpoint) run() (more bool) {
 				batch[i] = item{}
 				continue
 			}
-			ep.process(it)
-			if it.kind == itemMessage && it.size > 0 {
-				used.add(ep, it)
+			if ep.process(it) {
+				failed++
+			}
+			if it.kind == itemMessage {
+				handled++
+				if it.size > 0 {
+					used.add(ep, it)
+				}
 			}
 			batch[i] = item{}
 		}
 		ep.sendCtx.handling.Add(-1)
+		if handled > 0 {
+			ep.handled.Add(uint64(handled))
+			if failed > 0 {
+				ep.failed.Add(uint64(failed))
+			}
+		}
 		used.flush(ep)
 	}
 }
 
-func (ep *endpoint) process(it item) {
+// process runs one item. For a message, it reports whether it failed:
+// undecodable, or its handler returned an error or panicked.
+func (ep *endpoint) process(it item) (failed bool) {
 	switch it.kind {
 	case itemMessage:
 		msg := it.msg
@@ -336,15 +352,15 @@ func (ep *endpoint) process(it item) {
 			if msg, err = d.decode(ep.env); err != nil {
 				ep.undeliverable(it, err)
 				d.done()
-				break
+				return true
 			}
 		}
 		if it.c.ans != nil {
 			it.c.handling.Add(1)
-			ep.receive(it.c, msg) // run gives back what it counted (consumption)
+			failed = ep.receive(it.c, msg) // run gives back what it counted (consumption)
 			it.c.handling.Add(-1)
 		} else {
-			ep.receive(it.c, msg) // counted in sendCtx by run, per batch
+			failed = ep.receive(it.c, msg) // counted in sendCtx by run, per batch
 		}
 		if d != nil {
 			d.done()
@@ -366,6 +382,7 @@ func (ep *endpoint) process(it item) {
 	case itemNetworkError:
 		ep.protect("OnNetworkError", func() { ep.observer.OnNetworkError(it.ev.remote, it.ev.err) })
 	}
+	return failed
 }
 
 func (ep *endpoint) start() {
@@ -393,11 +410,11 @@ func (ep *endpoint) start() {
 }
 
 // receive calls Receive and makes sure an ask gets an answer whatever
-// Receive does: returns an error, or panics.
-func (ep *endpoint) receive(c *Context, msg any) {
+// Receive does: returns an error, or panics. It reports whether Receive
+// failed.
+func (ep *endpoint) receive(c *Context, msg any) (failed bool) {
 	if c.stream != nil {
-		ep.receiveStream(c, msg)
-		return
+		return ep.receiveStream(c, msg)
 	}
 	var err error
 	panicked := ep.protect("Receive", func() {
@@ -411,16 +428,17 @@ func (ep *endpoint) receive(c *Context, msg any) {
 		err = panicked
 	}
 	if err == nil {
-		return
+		return false
 	}
 	if c.ans != nil {
 		if ferr := c.ans.fail(ep, err); ferr == nil && panicked == nil {
-			return // the asker has it
+			return true // the asker has it
 		}
 	}
 	if panicked == nil {
 		ep.reportError(fmt.Errorf("rpcenv: Receive of %s: %w", ep.self, err))
 	}
+	return true
 }
 
 // protect runs f, recovering a panic: it is reported to OnError and

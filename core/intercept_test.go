@@ -62,7 +62,9 @@ func TestHostileHeadersBreakTheProtocol(t *testing.T) {
 		}
 		return m
 	}
-	one := func(k, v string) []byte { return pairs(1, func(int) string { return k }, func(int) string { return v }) }
+	one := func(k, v string) []byte {
+		return pairs(1, func(int) string { return k }, func(int) string { return v })
+	}
 	ok := one("k", "v")
 	for _, c := range []struct {
 		name  string

@@ -1,6 +1,9 @@
 package core
 
-import "fmt"
+import (
+	"fmt"
+	"time"
+)
 
 // beatPadding fills a Heartbeat's message field, which receivers ignore
 // (docs/PROTOCOL.md): without it the packet carrying a lone heartbeat
@@ -19,6 +22,7 @@ func (p *peer) check() {
 	e := p.env
 	if r := p.recvd.Load(); r != p.lastRecvd {
 		p.lastRecvd, p.quiet = r, 0
+		p.heard.Store(time.Now().UnixNano())
 	} else {
 		p.quiet += e.heartbeat
 	}

@@ -373,6 +373,11 @@ func (o *outbox) run(conn Conn) {
 			}
 			err := conn.WriteFrames(batch)
 			o.p.sent.Add(1)
+			n := 0
+			for _, b := range batch {
+				n += len(b)
+			}
+			o.p.bytesOut.Add(uint64(n))
 			o.mu.Lock()
 			for i := range whole {
 				o.written(&whole[i])

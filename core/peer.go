@@ -47,6 +47,8 @@ type peer struct {
 	// Liveness (liveness.go): frames counted each way, and what the last
 	// check saw. sent and recvd are atomic; the rest belong to the timer.
 	sent, recvd         atomic.Uint64
+	bytesIn, bytesOut   atomic.Uint64 // frame bytes each way (Env.Stats)
+	heard               atomic.Int64  // Unix ns of the last check that saw frames come in, or of the handshake
 	lastSent, lastRecvd uint64
 	quiet               time.Duration // how long nothing came in
 	beat                *time.Timer

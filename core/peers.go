@@ -140,6 +140,8 @@ func (t *peerTable) registerUp(p *peer) (first bool, ok bool) {
 		}
 	}
 	p.counted = true
+	p.heard.Store(time.Now().UnixNano())
+	p.env.connsUp.Add(1)
 	t.live[p.remoteID]++
 	return t.live[p.remoteID] == 1, true
 }
@@ -174,6 +176,9 @@ func (t *peerTable) remove(p *peer, wasUp bool) {
 	}
 	t.mu.Unlock()
 	e := p.env
+	if wasUp && !e.stopping.Load() {
+		e.connsLost.Add(1)
+	}
 	if last && wasUp && !e.stopping.Load() {
 		e.broadcast(item{kind: itemDisconnected, ev: &netEvent{remote: p.label()}})
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 )
 
 // Streams (docs/ARCHITECTURE.md, "Streams"): a Stream is a bidirectional,
@@ -70,7 +71,12 @@ type Stream struct {
 	wwait   chan struct{} // closed when credit or an error arrives; nil when no Write waits
 	writing sync.Mutex    // one Write at a time: a Write's pieces are not interleaved with another's
 	over    bool          // both directions are done, or the stream failed: released
+
+	bytes *streamBytes // the env's stream byte counters (Env.Stats); nil in tests
 }
+
+// streamBytes counts the bytes an env's streams read and wrote.
+type streamBytes struct{ in, out atomic.Uint64 }
 
 // streamBufs recycles the buffers received stream data waits in: a
 // stream that moves gigabytes then allocates nothing per frame.
@@ -126,6 +132,14 @@ func (s *Stream) Context() context.Context { return s.ctx }
 // *RemoteError) if it called CloseWithError, and with ErrStreamClosed
 // after Close or CloseWithError on this side.
 func (s *Stream) Read(p []byte) (int, error) {
+	n, err := s.read(p)
+	if n > 0 && s.bytes != nil {
+		s.bytes.in.Add(uint64(n))
+	}
+	return n, err
+}
+
+func (s *Stream) read(p []byte) (int, error) {
 	if l, ok := s.link.(*byteLink); ok {
 		return l.read(s, p)
 	}
@@ -171,6 +185,14 @@ func (s *Stream) Read(p []byte) (int, error) {
 // returns ErrStreamClosed after CloseWrite or Close, and the stream's
 // error once it failed (see Read).
 func (s *Stream) Write(p []byte) (int, error) {
+	n, err := s.write(p)
+	if n > 0 && s.bytes != nil {
+		s.bytes.out.Add(uint64(n))
+	}
+	return n, err
+}
+
+func (s *Stream) write(p []byte) (int, error) {
 	if l, ok := s.link.(*byteLink); ok {
 		return l.write(s, p)
 	}

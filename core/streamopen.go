@@ -56,6 +56,7 @@ func (e *Env) openStream(ctx context.Context, r *Ref, msg any, hdr map[string]st
 	w := e.newWait(ctx)
 	if e.isLocal(r) {
 		opener, acceptor := newLocalPair(e.ctx, e.addr, target)
+		opener.bytes, acceptor.bytes = &e.streamBytes, &e.streamBytes
 		c := new(call)
 		c.deadline = w.deadline
 		c.hctx = Context{sender: e.addr, ans: c, stream: acceptor, headers: hdr}
@@ -86,6 +87,7 @@ func (e *Env) openStream(ctx context.Context, r *Ref, msg any, hdr map[string]st
 	id := e.nextID.Add(1)
 	key := streamKey{mine: true, id: id}
 	s := newStream(e.ctx, target)
+	s.bytes = &e.streamBytes
 	sc, _ := p.conn.(StreamConn)
 	var bl *byteLink
 	if sc != nil {
@@ -143,6 +145,7 @@ func (e *Env) acceptStream(p *peer, env *envelope, size int, owned bool) error {
 	}
 	key := streamKey{mine: false, id: env.ID}
 	s := newStream(e.ctx, p.label())
+	s.bytes = &e.streamBytes
 	if _, ok := p.conn.(StreamConn); ok {
 		s.link = newByteLink(p, key)
 	} else {
@@ -187,18 +190,18 @@ func (ep *endpoint) streamHandler() (StreamHandler, bool) {
 // is no StreamHandler refuses it; an error from ReceiveStream aborts it,
 // and the peer gets the error (it is not reported to OnError, as an
 // error an asker gets is not).
-func (ep *endpoint) receiveStream(c *Context, msg any) {
+func (ep *endpoint) receiveStream(c *Context, msg any) (failed bool) {
 	s := c.stream
 	h, ok := ep.streamHandler()
 	if !ok {
 		err := fmt.Errorf("%w: %s (it has no ReceiveStream method)", ErrNotStreamHandler, ep.self)
 		c.ans.fail(ep, envError{err})
 		s.fail(err)
-		return
+		return true
 	}
 	if err := c.ans.reply(ep, nil); err != nil {
 		s.fail(fmt.Errorf("rpcenv: stream from %s: the opener gave up: %w", s.remote, ErrStreamClosed))
-		return
+		return true
 	}
 	if l, ok := s.link.(*byteLink); ok {
 		l.expect(s)
@@ -216,5 +219,7 @@ func (ep *endpoint) receiveStream(c *Context, msg any) {
 	}
 	if err != nil {
 		s.CloseWithError(err) // the peer gets err, as an asker gets Receive's (a panic went to OnError too)
+		return true
 	}
+	return false
 }
