@@ -98,15 +98,28 @@ func (r *Reader) next() (byte, uint64, bool) {
 	if !r.item() {
 		return 0, 0, false
 	}
-	if r.off >= len(r.data) {
+	m, n, ok := r.rawHead()
+	if ok && m == majTag {
+		// Tags have their own reader (Tag).
+		r.failed = true
+		return 0, 0, false
+	}
+	return m, n, ok
+}
+
+// rawHead reads the head of major type 0 to 6 at the current offset,
+// without accounting for an item, and returns its major type and
+// argument. Simple values and floats (major type 7) have their own
+// readers and fail here.
+func (r *Reader) rawHead() (byte, uint64, bool) {
+	if r.failed || r.off >= len(r.data) {
 		r.failed = true
 		return 0, 0, false
 	}
 	m, ai := r.data[r.off]&0xe0, r.data[r.off]&0x1f
 	var n int
 	switch {
-	case m >= majTag:
-		// Tags and simple values have their own readers or none.
+	case m > majTag:
 		r.failed = true
 		return 0, 0, false
 	case ai < 24:
@@ -192,6 +205,42 @@ func (r *Reader) open(m byte, per uint64) int {
 	r.depth++
 	r.left[r.depth] = uint32(n * per)
 	return int(n)
+}
+
+// Tag reads the head of tag num; the tag's content is the item read
+// next, with the Reader's other methods. It fails unless the next item
+// is tag num (a head longer than needed is accepted, as the library
+// accepts it) and its content is not itself a tag: the library counts a
+// tag directly inside a tag as a level of nesting, which the Reader does
+// not track. Like the library, it opens no level for the tag itself.
+//
+// Tag is for the numbers the library gives no meaning of its own: it
+// fails for 0 to 3 (times and bignums), 21 to 23 (expected encodings) and
+// 55799 (self-described CBOR), whose content the library checks or
+// converts. A number of the first-come range (32768 and up) that an
+// application defines, such as core's tag for a ref, is what it is for.
+func (r *Reader) Tag(num uint64) {
+	if r.failed {
+		return
+	}
+	switch num {
+	case 0, 1, 2, 3, 21, 22, 23, 55799:
+		r.failed = true
+		return
+	}
+	if r.left[r.depth] == 0 {
+		// The tag and its content are one item, and none is expected.
+		r.failed = true
+		return
+	}
+	m, n, ok := r.rawHead()
+	if !ok || m != majTag || n != num {
+		r.failed = true
+		return
+	}
+	if r.off < len(r.data) && r.data[r.off]&0xe0 == majTag {
+		r.failed = true
+	}
 }
 
 // MapHead reads a definite-length map head and returns its pair count, or

@@ -19,7 +19,9 @@
 // the half float 0x7e00, infinities as half floats, nil byte slices, slices
 // and maps written as null, map entries sorted by the bytes of their
 // encoded keys, a zero time.Time written as null and any other as an
-// RFC 3339 text string with nanoseconds. The library refuses to encode a
+// RFC 3339 text string with nanoseconds, and a tag (a Marshaler's, such as
+// core's ref) as its head in shortest form before its content
+// ([AppendTagHead]). The library refuses to encode a
 // time whose RFC 3339 form has a year outside 0-9999 or a UTC offset of
 // 24 hours or more; [AppendTime] then returns an error and appends
 // nothing.
@@ -39,11 +41,12 @@
 //
 // Whenever [Reader.Done] reports true after a value was read, the library
 // decodes the same bytes into the same Go type without error and to an
-// equal value. Anything else the Reader meets (tags, undefined, integers
-// where floats are expected, indefinite lengths, keys out of the expected
-// order, unknown keys, invalid UTF-8, truncation, ...) marks the Reader
-// failed; the caller then decodes the whole input again with the library,
-// which either accepts it or reports the error. So the Reader may refuse
+// equal value. Anything else the Reader meets (tags other than the one
+// [Reader.Tag] expects, undefined, integers where floats are expected,
+// indefinite lengths, keys out of the expected order, unknown keys,
+// invalid UTF-8, truncation, ...) marks the Reader failed; the caller
+// then decodes the whole input again with the library, which either
+// accepts it or reports the error. So the Reader may refuse
 // what the library accepts, but never accepts what the library would
 // reject or decode differently.
 //

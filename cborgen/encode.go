@@ -159,6 +159,11 @@ func AppendMapHead(b []byte, n int) []byte { return appendHead(b, majMap, uint64
 // AppendArrayHead appends the head of an array of n elements.
 func AppendArrayHead(b []byte, n int) []byte { return appendHead(b, majArray, uint64(n)) }
 
+// AppendTagHead appends the head of tag num, in its shortest form, as the
+// library writes a cbor.Tag or a Marshaler's tag; the caller appends the
+// tag's content, one item, after it.
+func AppendTagHead(b []byte, num uint64) []byte { return appendHead(b, majTag, num) }
+
 // AppendSlice appends s as an array of elem(b, e) for each element, or
 // null if s is nil. An empty non-nil slice is an empty array. It stops at
 // the first error of elem.

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/fxamacker/cbor/v2"
 )
 
 // agree reads data with f and, if the Reader accepts it, checks that the
@@ -36,6 +38,8 @@ func FuzzReader(f *testing.F) {
 	f.Add(unhex("a2 61 61 80 61 61 80"))
 	f.Add(unhex("f9 7e01"))
 	f.Add(nested(MaxDepth + 1))
+	f.Add(AppendString(AppendTagHead(nil, refTag), "ref"))
+	f.Add(unhex("d9f270 d9f270 61 78"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		agree(t, data, rMap)
 		agree(t, data, rStrings)
@@ -51,6 +55,8 @@ func FuzzReader(f *testing.F) {
 		agree(t, data, func(r *Reader) map[float64]int64 { return ReadMap(r, rFloat64, rInt64) })
 		agree(t, data, func(r *Reader) [][]string { return ReadSlice(r, rStrings) })
 		agree(t, data, rNestedAny)
+		agree(t, data, rTagged(refTag))
+		agree(t, data, func(r *Reader) []cbor.Tag { return ReadSlice(r, rTagged(refTag)) })
 	})
 }
 

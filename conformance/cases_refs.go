@@ -2,11 +2,15 @@ package conformance
 
 import (
 	"bytes"
+	"context"
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fxamacker/cbor/v2"
 
 	"github.com/rpcenv/rpcenv/core"
 )
@@ -154,7 +158,94 @@ var refCases = concat(
 			t.Fatalf("Ask through the received ref = %v, %v", v, err)
 		}
 	}),
+	across("RefsInUntypedValuesAreUsableOnArrival", all, func(t *testing.T, h *harness, at, from *core.Env) {
+		// The receiver asks through the ref it finds, before it answers.
+		h.register(at, "user", &probe{receive: func(c *core.Context, msg any) error {
+			l := msg.(Loose)
+			r, ok := l.at().(*core.Ref)
+			if !ok {
+				return fmt.Errorf("%s holds a %T, want a *core.Ref", l.Where, l.at())
+			}
+			ctx, cancel := context.WithTimeout(c.Context(), waitLimit)
+			defer cancel()
+			pong, err := r.Ask(ctx, Ping{N: len(l.Where)})
+			if err != nil {
+				return fmt.Errorf("ask through the ref in %s: %w", l.Where, err)
+			}
+			return c.Reply(pong)
+		}})
+		mine := h.register(from, "mine", echo())
+		user := h.lookup(from, at, "user")
+		for _, l := range []Loose{
+			{Where: "Any", Any: mine},
+			{Where: "Map", Map: map[string]any{"r": mine, "n": 1}},
+			{Where: "List", List: []any{map[string]any{"r": mine}}},
+			{Where: "Deep", Any: map[string]any{"l": []any{"x", []any{mine}}}},
+		} {
+			if v, err := ask(t, user, l); err != nil || v != (Pong{N: len(l.Where) + 1}) {
+				t.Errorf("a ref in %s: the receiver's ask through it = %v, %v", l.Where, v, err)
+			}
+		}
+	}),
+	across("MalformedRefTagInAnUntypedValueFailsTheMessageNamingWhere", networks, func(t *testing.T, h *harness, at, from *core.Env) {
+		letters := make(chan core.DeadLetter, 1)
+		at = h.server("at", func(c *core.Config) { c.OnDeadLetter = func(d core.DeadLetter) { letters <- d } })
+		h.register(at, "echo", echo())
+		ref := h.lookup(from, at, "echo")
+		// A ref tag (62064) must hold [name, address, env id, env name].
+		bad := Loose{Map: map[string]any{"r": cbor.Tag{Number: 62064, Content: []string{"only a name"}}}}
+		_, err := ask(t, ref, bad)
+		if !errors.Is(err, core.ErrProtocol) || !strings.Contains(err.Error(), `.Map["r"]`) || !strings.Contains(err.Error(), "62064") {
+			t.Errorf("Ask with a malformed ref tag: %v; want ErrProtocol saying where (.Map[\"r\"]) and which tag", err)
+		}
+		if err := ref.Send(bad); err != nil {
+			t.Fatalf("Send: %v", err)
+		}
+		if d := recv(t, letters, "the dead letter"); !errors.Is(d.Reason, core.ErrProtocol) || !strings.Contains(d.Reason.Error(), `.Map["r"]`) {
+			t.Errorf("dead letter %+v; want reason ErrProtocol saying where", d)
+		}
+		// The message failed, not the connection.
+		if v, err := ask(t, ref, Ping{N: 1}); err != nil || v != (Pong{N: 2}) {
+			t.Errorf("Ask after the malformed ones = %v, %v", v, err)
+		}
+	}),
 	[]testCase{
+		{"ClientModeRefInAnUntypedFieldIsReachedOverItsConnection", func(t *testing.T, h *harness) {
+			driver, exec := h.server("driver"), h.client("exec")
+			refs := make(chan *core.Ref, 1)
+			h.register(driver, "driver", &probe{receive: func(c *core.Context, msg any) error {
+				r, ok := msg.(Loose).Any.(*core.Ref)
+				if !ok {
+					return fmt.Errorf("Any holds a %T, want a *core.Ref", msg.(Loose).Any)
+				}
+				refs <- r
+				return c.Reply(true)
+			}})
+			tasks := make(chan Ping, 1)
+			execRef := h.register(exec, "executor", &probe{receive: func(c *core.Context, msg any) error {
+				if c.IsAsk() {
+					return c.Reply(Pong{N: msg.(Ping).N + 1})
+				}
+				tasks <- msg.(Ping)
+				return nil
+			}})
+			if _, err := ask(t, h.lookup(exec, driver, "driver"), Loose{Any: execRef}); err != nil {
+				t.Fatalf("register: %v", err)
+			}
+			kept := recv(t, refs, "the client-mode ref at the driver")
+			if kept.Address() != "" || kept.String() != execRef.String() || !kept.Equal(execRef) {
+				t.Fatalf("the driver got %s (address %q), want %s", kept, kept.Address(), execRef)
+			}
+			if err := kept.Send(Ping{N: 7}); err != nil {
+				t.Fatalf("driver Send through the client-mode ref: %v", err)
+			}
+			if got := recv(t, tasks, "the send at the executor"); got.N != 7 {
+				t.Fatalf("the executor got %v", got)
+			}
+			if v, err := ask(t, kept, Ping{N: 8}); err != nil || v != (Pong{N: 9}) {
+				t.Fatalf("driver Ask through the client-mode ref = %v, %v", v, err)
+			}
+		}},
 		{"ClientModeRefFailsWithErrDisconnectedOnceItsConnectionIsGone", func(t *testing.T, h *harness) {
 			driver, exec := h.server("driver"), h.client("exec")
 			refs := make(chan *core.Ref, 1)
@@ -217,6 +308,40 @@ var refCases = concat(
 		}},
 	},
 )
+
+// at is the value of l where l.Where says a ref is. A map inside an
+// untyped value decodes as a map[any]any; delivered within one env, it is
+// still the map[string]any that was sent.
+func (l Loose) at() any {
+	switch l.Where {
+	case "Any":
+		return l.Any
+	case "Map":
+		return l.Map["r"]
+	case "List":
+		if len(l.List) == 1 {
+			return key(l.List[0], "r")
+		}
+	case "Deep":
+		if s, ok := key(l.Any, "l").([]any); ok && len(s) == 2 {
+			if s, ok := s[1].([]any); ok && len(s) == 1 {
+				return s[0]
+			}
+		}
+	}
+	return nil
+}
+
+// key is m[k] for a map[string]any or a map[any]any m, or nil.
+func key(m any, k string) any {
+	switch m := m.(type) {
+	case map[string]any:
+		return m[k]
+	case map[any]any:
+		return m[k]
+	}
+	return nil
+}
 
 // builtins are values of every built-in type, which need no registration.
 func builtins() []any {

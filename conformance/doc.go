@@ -30,10 +30,11 @@
 // byte-exact near Config.MaxMessageSize, by Send and by Ask and Reply
 // (Payload), thousands of messages over several endpoints arriving in
 // order, exactly once, both ways (Volume), lifecycles, asks and their
-// failures, refs inside messages, authentication, size limits, network
-// events, client-mode peers told apart (ClientPeers), connections cut
-// under blocked senders and one end's close seen at the other with
-// heartbeats off (Cut), shutdown and its hard stage (Shutdown), flow
+// failures, refs inside messages (typed fields and untyped values: any,
+// map[string]any, nested []any) and malformed ones, authentication, size
+// limits, network events, client-mode peers told apart (ClientPeers),
+// connections cut under blocked senders and one end's close seen at the
+// other with heartbeats off (Cut), shutdown and its hard stage (Shutdown), flow
 // control and interleaving (Pressure), byte streams: exact bytes up to
 // 100 MiB, half-closes, aborts, a hundred at once, a cut mid-stream, a
 // stream beside large messages in flight (Streams), and the file server:

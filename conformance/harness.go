@@ -43,6 +43,14 @@ type (
 	}
 	// Blob is a message of chosen size.
 	Blob struct{ Data []byte }
+	// Loose holds values of no fixed type, where refs travel too; Where
+	// says where the receiver should look for one.
+	Loose struct {
+		Where string
+		Any   any
+		Map   map[string]any
+		List  []any
+	}
 	// Unregistered is deliberately never registered.
 	Unregistered struct{ X int }
 )
@@ -53,6 +61,7 @@ func init() {
 	core.RegisterMessage[Seq]("conformance.Seq")
 	core.RegisterMessage[Carry]("conformance.Carry")
 	core.RegisterMessage[Blob]("conformance.Blob")
+	core.RegisterMessage[Loose]("conformance.Loose")
 }
 
 // harness builds envs for one test case.

@@ -103,10 +103,9 @@ func (d *deferred) done() {
 }
 
 func (d *deferred) decode(e *Env) (any, error) {
-	msg, mt, err := decodeBodyOf(d.typ, d.body, true)
+	msg, _, err := decodeMessage(e, d.typ, d.body, true)
 	if err != nil {
 		return nil, err
 	}
-	e.bind(msg, mt)
 	return msg, nil
 }

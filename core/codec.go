@@ -67,7 +67,7 @@ type msgType struct {
 	// false for the library to do it; nil unless T has a generated codec
 	// (gencodec.go).
 	encode  func(buf *bytes.Buffer, body any) bool
-	hasRefs bool // T may hold a *Ref that must be bound on arrival
+	hasRefs bool // T may hold a *Ref, or an interface value holding a ref's tag, to bind on arrival (bind.go)
 }
 
 // typeEntry maps a Go type (T or *T) to its registration.
@@ -233,77 +233,13 @@ func registerRefType() {
 	r.byName[mt.name] = mt
 }
 
-var refPtrType = reflect.TypeFor[*Ref]()
-
-// containsRef reports whether a value of t can hold a *Ref after decoding.
-// Interface fields cannot: CBOR decodes into them as generic values.
-func containsRef(t reflect.Type, seen map[reflect.Type]bool) bool {
-	if t == refPtrType {
-		return true
-	}
-	if seen[t] {
-		return false
-	}
-	seen[t] = true
-	switch t.Kind() {
-	case reflect.Pointer, reflect.Slice, reflect.Array:
-		return containsRef(t.Elem(), seen)
-	case reflect.Map:
-		return containsRef(t.Key(), seen) || containsRef(t.Elem(), seen)
-	case reflect.Struct:
-		for i := range t.NumField() {
-			if f := t.Field(i); f.IsExported() && containsRef(f.Type, seen) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// bindRefs makes every *Ref in v send through env e. It runs only for the
-// few message types that contain refs (msgType.hasRefs).
-func bindRefs(v reflect.Value, e *Env, depth int) {
-	if depth > maxNesting+1 {
-		return
-	}
-	switch v.Kind() {
-	case reflect.Pointer:
-		if v.IsNil() {
-			return
-		}
-		if v.Type() == refPtrType {
-			v.Interface().(*Ref).bind(e)
-			return
-		}
-		bindRefs(v.Elem(), e, depth+1)
-	case reflect.Interface:
-		if !v.IsNil() {
-			bindRefs(v.Elem(), e, depth+1)
-		}
-	case reflect.Slice, reflect.Array:
-		if v.Kind() == reflect.Slice && v.IsNil() {
-			return
-		}
-		if !containsRef(v.Type().Elem(), map[reflect.Type]bool{}) {
-			return
-		}
-		for i := range v.Len() {
-			bindRefs(v.Index(i), e, depth+1)
-		}
-	case reflect.Map:
-		it := v.MapRange()
-		for it.Next() {
-			bindRefs(it.Key(), e, depth+1)
-			bindRefs(it.Value(), e, depth+1)
-		}
-	case reflect.Struct:
-		for i := range v.NumField() {
-			if v.Type().Field(i).IsExported() {
-				bindRefs(v.Field(i), e, depth+1)
-			}
-		}
-	}
-}
+// TypeName returns the wire name of msg's type: the name it was
+// registered under with RegisterMessage ("cluster.LaunchTask"), with a
+// leading '*' for a pointer ("*cluster.LaunchTask"), or a built-in name
+// ("string", "bytes"). For a type that is not registered it returns the
+// Go type as fmt's %T prints it, and for nil "nil". Interceptors use it
+// to name what crosses the wire.
+func TypeName(msg any) string { return typeName(msg) }
 
 // checkType returns the wire name of msg's type, or ErrUnregisteredType.
 func checkType(msg any) (string, *msgType, error) {
@@ -318,13 +254,16 @@ func checkType(msg any) (string, *msgType, error) {
 	return te.wire, te.mt, nil
 }
 
-// decodeBody turns a received body back into the Go value that was sent.
+// decodeBody turns a received body back into the Go value that was sent,
+// with its refs unbound: decodeMessage without an env.
 func decodeBody(wire string, body []byte) (any, *msgType, error) {
-	return decodeBodyOf(wire, body, false)
+	return decodeMessage(nil, wire, body, false)
 }
 
-// decodeBodyOf is decodeBody; owned means body is the decoded value's to
-// keep: nothing reuses it afterwards (msgType.decodeOwned).
+// decodeBodyOf decodes a body with its type's decoder, and nothing more:
+// the refs inside untyped values are still tags (decodeMessage turns
+// them into refs). owned means body is the decoded value's to keep:
+// nothing reuses it afterwards (msgType.decodeOwned).
 func decodeBodyOf(wire string, body []byte, owned bool) (any, *msgType, error) {
 	if wire == "" {
 		if len(body) != 1 || body[0] != cborNull {

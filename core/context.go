@@ -35,10 +35,18 @@ type answerer interface {
 // connection to it broke) or the ask was answered. For a send it is done
 // when the env shuts down. For a stream's opening message it is the
 // stream's Context.
+//
+// With inbound interceptors (Config.InboundInterceptors), it is the
+// context they passed on, which derives from the above.
 func (c *Context) Context() context.Context {
 	if c.ictx != nil {
 		return c.ictx
 	}
+	return c.baseContext()
+}
+
+// baseContext is Context without the interceptors' context.
+func (c *Context) baseContext() context.Context {
 	if c.stream != nil {
 		return c.stream.ctx
 	}

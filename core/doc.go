@@ -6,9 +6,11 @@
 // [Endpoint] under a name and returns a [*Ref] to it; [Env.Lookup] finds an
 // endpoint of another env by URI ("tcp://host:port/name"). A Ref sends
 // fire-and-forget messages ([Ref.Send]) or asks for a reply ([Ref.Ask],
-// [Ask]). Refs may travel inside messages: the receiver can use them at
-// once, even when they point to an endpoint of a client-mode env (one with
-// no listener), which is then reached over the connection the ref came in on.
+// [Ask]). Refs may travel anywhere inside messages, in untyped values (any,
+// map[string]any, []any) too: the receiver can use them at once, even when
+// they point to an endpoint of a client-mode env (one with no listener),
+// which is then reached over the connection the ref came in on. Refs that
+// code decodes by other means are bound to an env with [Env.Bind].
 //
 // Transports are pluggable and chosen by URI scheme: a [Transport] moves
 // frames of bytes and reports connection loss; everything else (outboxes,

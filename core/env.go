@@ -30,6 +30,17 @@ const (
 	// a bound on a runaway (thousands of endpoints blocked at once), not a
 	// tuning knob.
 	DefaultMaxWorkers = 4096
+	// DefaultLookupTimeout is Config.LookupTimeout's default. A lookup
+	// waits for the connection (at most Config.ConnectTimeout, 10s by
+	// default) and one round trip answered by the peer env itself, never
+	// by endpoint code that may be busy: 30s is that with a wide margin
+	// for a slow network, and a quarter of the ask timeout, so that a
+	// driver that is not there is reported well before an ask would be.
+	// Spark's spark.rpc.lookupTimeout defaults to 120s (with
+	// spark.network.timeout): its lookups are asks to an endpoint,
+	// RpcEndpointVerifier, that waits for a thread of the shared
+	// dispatcher pool like any other; ours are answered by the read loop.
+	DefaultLookupTimeout = 30 * time.Second
 )
 
 // workerIdle is how long a dispatcher worker waits for another inbox
@@ -50,6 +61,24 @@ type Config struct {
 	// (bind 0.0.0.0, advertise a host name). Refs to this env's
 	// endpoints carry it.
 	Advertise string
+	// PortRetries is how many more ports NewEnv tries when Listen's port
+	// is in use (Spark's spark.port.maxRetries): port+1, port+2, … up to
+	// PortRetries of them, never past 65535, keeping the first it binds;
+	// Env.Address and this env's refs report the port it got. When all
+	// are in use, NewEnv fails with an error naming every port tried and
+	// wrapping the last one's error. 0 (the default) tries Listen's port
+	// alone. It applies only when Listen names a nonzero port and the
+	// transport's error wraps syscall.EADDRINUSE (tcp, quic); any other
+	// failure to listen is returned at once.
+	//
+	// Advertise follows the port only when it names the same port as
+	// Listen (bind 0.0.0.0:7077, advertise driver.local:7077: refs then
+	// carry driver.local:7078). An Advertise with another port stands for
+	// a mapping outside the env (a NAT, a container's published port) to
+	// Listen's port exactly, which the env cannot move: if it had to take
+	// another port, NewEnv fails rather than advertise an address that
+	// leads elsewhere.
+	PortRetries int
 	// Transports are the transports this env may use, picked by URI
 	// scheme. Two transports must not serve the same scheme.
 	Transports []Transport
@@ -76,6 +105,15 @@ type Config struct {
 	// AskTimeout is the deadline for an Ask whose context has none.
 	// 0 means DefaultAskTimeout (120s).
 	AskTimeout time.Duration
+	// LookupTimeout is the deadline for an Env.Lookup whose context has
+	// none: connecting to the env named by the URI, and its answer. It
+	// is separate from AskTimeout (Spark's spark.rpc.lookupTimeout)
+	// because a lookup is answered by the peer env itself, never by an
+	// endpoint that may be busy: it should be short enough that a missing
+	// peer is reported soon, and longer than ConnectTimeout, so that a
+	// peer that cannot be reached is reported as such by the connection
+	// attempt. 0 means DefaultLookupTimeout (30s).
+	LookupTimeout time.Duration
 	// MaxMessageSize is the largest encoded message (the whole frame),
 	// sent or received. 0 means DefaultMaxMessageSize (128 MiB). Messages
 	// to endpoints of the same env are not encoded, so not measured.
@@ -165,6 +203,7 @@ type Env struct {
 	secret           []byte
 	plaintext        bool // Config.InsecurePlaintext
 	askTimeout       time.Duration
+	lookupTimeout    time.Duration
 	maxMsg           int
 	connectTimeout   time.Duration
 	handshakeTimeout time.Duration
@@ -216,6 +255,7 @@ func NewEnv(cfg Config) (*Env, error) {
 		secret:           append([]byte(nil), cfg.Secret...),
 		plaintext:        cfg.InsecurePlaintext,
 		askTimeout:       cfg.AskTimeout,
+		lookupTimeout:    cfg.LookupTimeout,
 		maxMsg:           cfg.MaxMessageSize,
 		connectTimeout:   cfg.ConnectTimeout,
 		handshakeTimeout: cfg.HandshakeTimeout,
@@ -239,6 +279,10 @@ func NewEnv(cfg Config) (*Env, error) {
 	switch {
 	case cfg.AskTimeout < 0:
 		return nil, fmt.Errorf("rpcenv: new env %q: Config.AskTimeout is negative (%v)", e.name, cfg.AskTimeout)
+	case cfg.LookupTimeout < 0:
+		return nil, fmt.Errorf("rpcenv: new env %q: Config.LookupTimeout is negative (%v)", e.name, cfg.LookupTimeout)
+	case cfg.PortRetries < 0:
+		return nil, fmt.Errorf("rpcenv: new env %q: Config.PortRetries is negative (%d)", e.name, cfg.PortRetries)
 	case cfg.MaxMessageSize < 0:
 		return nil, fmt.Errorf("rpcenv: new env %q: Config.MaxMessageSize is negative (%d)", e.name, cfg.MaxMessageSize)
 	case cfg.ConnectTimeout < 0 || cfg.HandshakeTimeout < 0 || cfg.PeerTimeout < 0:
@@ -246,6 +290,9 @@ func NewEnv(cfg Config) (*Env, error) {
 	}
 	if e.askTimeout == 0 {
 		e.askTimeout = DefaultAskTimeout
+	}
+	if e.lookupTimeout == 0 {
+		e.lookupTimeout = DefaultLookupTimeout
 	}
 	if e.maxMsg == 0 {
 		e.maxMsg = DefaultMaxMessageSize
@@ -300,7 +347,7 @@ func NewEnv(cfg Config) (*Env, error) {
 			e.cancel()
 			return nil, fmt.Errorf("rpcenv: new env %q: listen %s: %w", e.name, cfg.Listen, err)
 		}
-		l, err := t.Listen(addr, e.connOptions())
+		l, err := e.listen(t, addr, cfg.PortRetries)
 		if err != nil {
 			e.cancel()
 			return nil, fmt.Errorf("rpcenv: new env %q: listen %s: %w", e.name, cfg.Listen, err)
@@ -315,12 +362,15 @@ func NewEnv(cfg Config) (*Env, error) {
 			if err == nil && as != scheme {
 				err = fmt.Errorf("scheme %q differs from Config.Listen's %q", as, scheme)
 			}
+			if err == nil {
+				aa, err = advertised(aa, addr, l.Addr())
+			}
 			if err != nil {
 				l.Close()
 				e.cancel()
 				return nil, fmt.Errorf("rpcenv: new env %q: Config.Advertise %q: %w", e.name, cfg.Advertise, err)
 			}
-			e.addr = strings.TrimSuffix(cfg.Advertise, "/")
+			e.addr = as + "://" + aa
 		}
 		e.wg.Add(1)
 		go e.acceptLoop(l)
@@ -548,9 +598,7 @@ func (e *Env) failStart(x *endpoint) {
 	x.q.push(item{kind: itemStop})
 	x.mu.Unlock()
 	for _, it := range dropped {
-		if it.kind == itemMessage {
-			e.reject(x.self.String(), it, fmt.Errorf("%w: OnStart failed", ErrEndpointNotFound))
-		}
+		x.drop(it, fmt.Errorf("%w: OnStart failed", ErrEndpointNotFound)) // gives their credit back too
 	}
 }
 
@@ -783,11 +831,21 @@ func (e *Env) remoteCall(ctx context.Context, w *waiter, target string, p *peer,
 	})
 }
 
+// errLookupTimedOut is the cause of a lookup's own deadline
+// (Config.LookupTimeout), which tells it apart from the caller's.
+var errLookupTimedOut = errors.New("rpcenv: lookup timed out")
+
 // Lookup returns a ref to the endpoint at uri ("tcp://host:port/name"),
 // after checking with its env that the endpoint exists. It fails with
 // ErrEndpointNotFound (naming the URI) if it does not, ErrUnknownScheme if
 // no transport serves the URI's scheme, and as an Ask does if the env
-// cannot be reached in time (ctx's deadline, or Config.AskTimeout).
+// cannot be reached (ErrDisconnected, ErrUnauthenticated).
+//
+// The wait for the connection and the answer ends at ctx's deadline or,
+// when ctx has none, after Config.LookupTimeout (not AskTimeout); the
+// error then names the setting that ended it and wraps
+// context.DeadlineExceeded, as an ask's timeout does. A lookup of an
+// endpoint of this env answers at once.
 func (e *Env) Lookup(ctx context.Context, uri string) (*Ref, error) {
 	if e.stopping.Load() {
 		return nil, fmt.Errorf("rpcenv: lookup %s: %w", uri, ErrEnvStopped)
@@ -809,10 +867,19 @@ func (e *Env) Lookup(ctx context.Context, uri string) (*Ref, error) {
 	if _, err := e.transport(scheme); err != nil {
 		return nil, fmt.Errorf("rpcenv: lookup %s: %w", uri, err)
 	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, e.lookupTimeout, errLookupTimedOut)
+		defer cancel()
+	}
 	p := e.peerFor(envURI)
-	w := e.newWait(ctx)
+	w := e.newWait(ctx) // the deadline is ctx's: ours, or the caller's
 	v, err := e.remoteCall(ctx, &w, uri, p, 0, &header{kind: kindLookup, to: name}, nil)
 	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) && context.Cause(ctx) == errLookupTimedOut {
+			return nil, fmt.Errorf("rpcenv: lookup %s: no answer within %v (deadline set by Config.LookupTimeout, as the caller's context had none): %w",
+				uri, e.lookupTimeout, context.DeadlineExceeded)
+		}
 		return nil, err
 	}
 	ref, ok := v.(*Ref)

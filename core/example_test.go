@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/fxamacker/cbor/v2"
+
 	"github.com/rpcenv/rpcenv/core"
 	"github.com/rpcenv/rpcenv/transports/inproc"
 )
@@ -83,6 +85,34 @@ func ExampleRegisterMessage() {
 	err := ref.Send(Unknown{X: 1})
 	fmt.Println(err != nil)
 	// Output: true
+}
+
+// A ref that user code decodes itself, here from bytes saved earlier,
+// is unusable until Bind binds it to an env. Decoded into an untyped
+// value, a ref is a cbor.Tag; Bind turns it into a *core.Ref in place.
+func ExampleEnv_Bind() {
+	ns := inproc.New()
+	server, _ := core.NewEnv(core.Config{Listen: "inproc://server", Transports: []core.Transport{ns}})
+	defer server.Shutdown(context.Background())
+	greeterRef, _ := server.Register("greeter", greeter{})
+	saved, _ := cbor.Marshal(map[string]any{"greeter": greeterRef}) // to a file, a database...
+
+	client, _ := core.NewEnv(core.Config{Transports: []core.Transport{ns}})
+	defer client.Shutdown(context.Background())
+	var loaded map[string]any
+	if err := cbor.Unmarshal(saved, &loaded); err != nil {
+		panic(err)
+	}
+	fmt.Printf("decoded: %T\n", loaded["greeter"])
+	if err := client.Bind(loaded); err != nil {
+		panic(err)
+	}
+	ref := loaded["greeter"].(*core.Ref)
+	reply, err := core.Ask[Greeting](context.Background(), ref, Greet{Name: ref.String()})
+	fmt.Println(reply.Text, err)
+	// Output:
+	// decoded: cbor.Tag
+	// hello, inproc://server/greeter <nil>
 }
 
 type endpointFunc func(c *core.Context, msg any) error

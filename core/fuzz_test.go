@@ -70,7 +70,7 @@ func validFrames(tb testing.TB) [][]byte {
 	const lim = 1 << 20
 	msg := fuzzMsg{
 		Name: "task", N: -7, Tags: []string{"a", "b"}, M: map[string]float64{"x": 1.5},
-		R: fuzzRef(), Any: []any{uint64(1), "two", map[string]any{"k": true}},
+		R: fuzzRef(), Any: []any{uint64(1), "two", map[string]any{"k": true, "r": fuzzRef()}},
 		At: time.Date(2024, 5, 6, 7, 8, 9, 10, time.UTC), Next: &fuzzMsg{Name: "inner"},
 	}
 	s := "hello"
@@ -265,9 +265,13 @@ func FuzzDecodeRef(f *testing.F) {
 		f.Add(b)
 	}
 	f.Add([]byte{cborNull})
-	f.Add([]byte{0x84, 0x61, 'n', 0x60, 0x61, 'i'}) // truncated
-	f.Add([]byte{0x83, 0x61, 'n', 0x60, 0x61, 'i'}) // three fields
-	f.Add([]byte{0x85, 0x61, 'n', 0x60, 0x61, 'i', 0x60, 0x60})
+	for _, tag := range [][]byte{nil, {0xd9, 0xf2, 0x70}, {0xd9, 0xf2, 0x71}} { // untagged, tagged, another tag
+		f.Add(append(tag, 0x84, 0x61, 'n', 0x60, 0x61, 'i', 0x60)) // complete
+		f.Add(append(tag, 0x84, 0x61, 'n', 0x60, 0x61, 'i'))       // truncated
+		f.Add(append(tag, 0x83, 0x61, 'n', 0x60, 0x61, 'i'))       // three fields
+		f.Add(append(tag, 0x85, 0x61, 'n', 0x60, 0x61, 'i', 0x60, 0x60))
+	}
+	f.Add([]byte{0xd9, 0xf2, 0x70, 0xd9, 0xf2, 0x70, 0x84, 0x61, 'n', 0x60, 0x61, 'i', 0x60}) // a tag in the tag
 	f.Add(nested(100))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var r Ref
@@ -290,6 +294,104 @@ func FuzzDecodeRef(f *testing.F) {
 		}
 		if r2.name != r.name || r2.addr != r.addr || r2.envID != r.envID || r2.envName != r.envName || r2.lane != r.lane {
 			t.Fatalf("ref changed in a round trip: %v -> %v", &r, &r2)
+		}
+	})
+}
+
+// FuzzBindUntyped decodes arbitrary CBOR into an untyped value, as the
+// library decodes a field of type any, and walks it as a received
+// message's refs are bound: every ref tag becomes a complete *Ref, or the
+// walk fails with an error that wraps ErrProtocol; what it accepts
+// encodes and binds again to the same refs.
+func FuzzBindUntyped(f *testing.F) {
+	ref := fuzzRef()
+	tag := func(content any) cbor.Tag { return cbor.Tag{Number: refTag, Content: content} }
+	for _, v := range []any{
+		ref,
+		[]any{ref, "x", uint64(7)},
+		map[string]any{"r": ref, "list": []any{map[string]any{"r": ref}}},
+		cbor.Tag{Number: 40000, Content: []any{ref}},
+		tag([]any{"n", "", "id", ""}),
+		tag([]any{"n", "", "id"}),
+		tag([]any{"", "", "id", ""}),
+		tag([]any{"n", uint64(1), "id", ""}),
+		tag("n"),
+		tag(nil),
+		tag(tag([]any{"n", "", "id", ""})),
+	} {
+		b, err := encMode.Marshal(v)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add(nested(100))
+	var refs func(v any, out []string) []string
+	refs = func(v any, out []string) []string {
+		switch v := v.(type) {
+		case *Ref:
+			out = append(out, v.String())
+		case []any:
+			for _, e := range v {
+				out = refs(e, out)
+			}
+		case map[any]any:
+			for _, e := range v {
+				out = refs(e, out)
+			}
+		case cbor.Tag:
+			out = refs(v.Content, out)
+		}
+		return out
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var v any
+		if err := decMode.Unmarshal(data, &v); err != nil {
+			return
+		}
+		b := binder{}
+		if _, _, err := b.walk(reflect.ValueOf(&v), 0, 0); err != nil {
+			if !errors.Is(err, ErrProtocol) && !strings.Contains(err.Error(), "deeper") && !strings.Contains(err.Error(), "in a row") {
+				t.Fatalf("walk error neither wraps ErrProtocol nor is a depth limit: %v", err)
+			}
+			return
+		}
+		var check func(v any)
+		check = func(v any) {
+			switch v := v.(type) {
+			case *Ref:
+				if v.name == "" || v.envID == "" || v.lane == 0 || v.env != nil {
+					t.Fatalf("walk made ref %+v", v)
+				}
+			case cbor.Tag:
+				if v.Number == refTag {
+					t.Fatalf("a ref tag was left: %#v", v)
+				}
+				check(v.Content)
+			case []any:
+				for _, e := range v {
+					check(e)
+				}
+			case map[any]any:
+				for _, e := range v {
+					check(e)
+				}
+			}
+		}
+		check(v)
+		again, err := encMode.Marshal(v)
+		if err != nil {
+			return // a value the library decodes but will not encode (a time out of range, say)
+		}
+		var w any
+		if err := decMode.Unmarshal(again, &w); err != nil {
+			t.Fatalf("decoding a re-encoded value: %v\n%x", err, again)
+		}
+		if _, _, err := b.walk(reflect.ValueOf(&w), 0, 0); err != nil {
+			t.Fatalf("walking a re-encoded value: %v\n%x", err, again)
+		}
+		if a, b := refs(v, nil), refs(w, nil); len(a) != len(b) {
+			t.Fatalf("refs changed in a round trip: %q -> %q", a, b)
 		}
 	})
 }

@@ -150,12 +150,13 @@ func orLibrary[T any](v *T, body []byte, decoded bool) error {
 }
 
 // AppendRef appends r's CBOR encoding to b, as the library codec writes
-// it: null for a nil r, else [name, address, env id, env name]. It is for
-// code that rpcgen generates.
+// it: null for a nil r, else tag 62064 around [name, address, env id, env
+// name]. It is for code that rpcgen generates.
 func AppendRef(b []byte, r *Ref) []byte {
 	if r == nil {
 		return cborgen.AppendNull(b)
 	}
+	b = cborgen.AppendTagHead(b, refTag)
 	b = cborgen.AppendArrayHead(b, 4)
 	b = cborgen.AppendString(b, r.name)
 	b = cborgen.AppendString(b, r.addr)
@@ -164,25 +165,19 @@ func AppendRef(b []byte, r *Ref) []byte {
 }
 
 // ReadRef reads a ref written by AppendRef (or the library) from rd: nil
-// for null. A ref without a name or env id fails rd, as the library's
-// decoding fails. The ref becomes usable when the env that received it
-// delivers the message. It is for code that rpcgen generates.
+// for null. A ref without its tag, or without a name or env id, fails rd,
+// as the library's decoding fails. The ref becomes usable when the env
+// that received it delivers the message. It is for code that rpcgen
+// generates.
 func ReadRef(rd *cborgen.Reader) *Ref {
 	if rd.Null() {
 		return nil
 	}
-	if rd.ArrayHead() != 4 {
-		rd.Fail()
+	w, ok := readRefWire(rd)
+	if !ok {
 		return nil
 	}
-	var w refWire
-	w.Name, w.Addr, w.EnvID, w.EnvName = rd.String(), rd.String(), rd.String(), rd.String()
-	rd.End()
-	if rd.Failed() || w.Name == "" || w.EnvID == "" {
-		rd.Fail()
-		return nil
-	}
-	r := &Ref{name: w.Name, addr: w.Addr, envID: w.EnvID, envName: w.EnvName, lane: laneOf(w.Name)}
-	r.uri = r.makeURI()
+	r := new(Ref)
+	r.setWire(w)
 	return r
 }

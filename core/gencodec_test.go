@@ -2,6 +2,8 @@ package core
 
 import (
 	"bytes"
+	"errors"
+	"strings"
 	"testing"
 
 	"github.com/rpcenv/rpcenv/cborgen"
@@ -109,6 +111,76 @@ func TestLendable(t *testing.T) {
 	} {
 		if got := lendable(c.n); got != c.want {
 			t.Errorf("lendable(%d) = %v, want %v", c.n, got, c.want)
+		}
+	}
+}
+
+// refBlob has hand-written methods in the shape rpcgen generates for a
+// struct with a *Ref field, calling AppendRef and ReadRef as generated
+// code does.
+type refBlob struct{ R *Ref }
+
+func init() { RegisterMessage[refBlob]("coretest.refBlob") }
+
+func (m refBlob) AppendRPC(b []byte) ([]byte, error) {
+	b = cborgen.AppendMapHead(b, 1)
+	b = cborgen.AppendString(b, "R")
+	return AppendRef(b, m.R), nil
+}
+
+func (m *refBlob) DecodeRPC(data []byte) bool {
+	r := cborgen.NewReader(data)
+	m.ReadRPC(&r)
+	return r.Done()
+}
+
+func (m *refBlob) ReadRPC(r *cborgen.Reader) {
+	if r.MapHead() != 1 {
+		r.Fail()
+		return
+	}
+	r.Key("aR")
+	m.R = ReadRef(r)
+	r.End()
+}
+
+// TestGeneratedRefCodecIsTheLibrarys checks that a generated codec
+// writes a ref's tag as the library does and reads it back, and that a
+// body whose ref lacks the tag falls back to the library, which refuses
+// it.
+func TestGeneratedRefCodecIsTheLibrarys(t *testing.T) {
+	ref := newRef(nil, "driver", "tcp://127.0.0.1:7077", "11573e2e11573e2e11573e2e11573e2e", "driver")
+	for _, m := range []refBlob{{R: ref}, {}} {
+		gen, _ := m.AppendRPC(nil)
+		lib, err := encMode.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(gen, lib) {
+			t.Errorf("%+v: AppendRPC wrote\n%x\nthe library writes\n%x", m, gen, lib)
+		}
+		var got refBlob
+		if !got.DecodeRPC(lib) || !got.R.Equal(m.R) {
+			t.Errorf("%+v: DecodeRPC refused the library's bytes or read %v", m, got.R)
+		}
+		for _, owned := range []bool{false, true} {
+			v, _, err := decodeBodyOf("coretest.refBlob", lib, owned)
+			if err != nil || !v.(refBlob).R.Equal(m.R) {
+				t.Errorf("%+v, owned %v: decoded %+v, %v", m, owned, v, err)
+			}
+		}
+	}
+	untagged, err := encMode.Marshal(map[string]refWire{"R": {Name: "driver", EnvID: "11573e2e11573e2e11573e2e11573e2e"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got refBlob
+	if got.DecodeRPC(untagged) {
+		t.Errorf("DecodeRPC accepted an untagged ref: %x", untagged)
+	}
+	for _, owned := range []bool{false, true} {
+		if _, _, err := decodeBodyOf("coretest.refBlob", untagged, owned); !errors.Is(err, ErrProtocol) || !strings.Contains(err.Error(), "tag 62064") {
+			t.Errorf("owned %v: an untagged ref decoded with %v, want ErrProtocol naming the tag", owned, err)
 		}
 	}
 }

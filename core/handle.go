@@ -1,9 +1,6 @@
 package core
 
-import (
-	"fmt"
-	"reflect"
-)
+import "fmt"
 
 // handle acts on one frame from p; size is its length, which a send or
 // an ask counts against its endpoint's credit (flow.go). owned means the
@@ -140,11 +137,10 @@ func (e *Env) decodeOrDefer(env *envelope, owned bool) (any, error) {
 	if owned {
 		return &deferred{typ: env.Type, body: env.Body}, nil
 	}
-	msg, mt, err := decodeBody(env.Type, env.Body)
+	msg, _, err := decodeMessage(e, env.Type, env.Body, false)
 	if err != nil {
 		return nil, err
 	}
-	e.bind(msg, mt)
 	return msg, nil
 }
 
@@ -182,13 +178,6 @@ func lendable(n int) bool {
 		}
 	}
 	return false
-}
-
-// bind makes the refs inside a received message usable from this env.
-func (e *Env) bind(msg any, mt *msgType) {
-	if mt != nil && mt.hasRefs {
-		bindRefs(reflect.ValueOf(msg), e, 0)
-	}
 }
 
 // uriOf names one of this env's endpoints in messages.

@@ -388,15 +388,16 @@ func (ep *endpoint) process(it item) (failed bool) {
 func (ep *endpoint) start() {
 	var err error
 	if s, ok := ep.hooks.(Starter); ok {
-		ep.protect("OnStart", func() {
+		if perr := ep.protect("OnStart", func() {
 			if e := s.OnStart(ep.self); e != nil {
 				err = fmt.Errorf("rpcenv: OnStart of %s: %w", ep.self, e)
 			}
-		})
-	}
-	if err != nil {
-		ep.reportError(err)
-		ep.env.failStart(ep)
+		}); perr != nil {
+			ep.env.failStart(ep) // protect reported the panic
+		} else if err != nil {
+			ep.reportError(err)
+			ep.env.failStart(ep)
+		}
 	}
 	// Let the items that queued up while starting run, up to max at once.
 	ep.mu.Lock()

@@ -3,6 +3,7 @@ package core
 import (
 	"context"
 	"fmt"
+	"time"
 	"unicode/utf8"
 )
 
@@ -222,7 +223,24 @@ func (ep *endpoint) intercepted(c *Context, msg any) error {
 		kind = KindSend
 		c = &Context{ep: c.ep, sender: c.sender, from: c.from, headers: c.headers}
 	}
-	return ep.env.inbound(c.Context(), &Delivery{Kind: kind, Endpoint: ep.self, Message: msg, Context: c})
+	return ep.env.inbound(lazyContext{c}, &Delivery{Kind: kind, Endpoint: ep.self, Message: msg, Context: c})
+}
+
+// lazyContext is the context the inbound chain starts from: the handler's
+// (Context.Context), made only when something asks for its deadline or
+// its end. An interceptor that only adds values (a trace span) then costs
+// no deadline context and timer per ask. One pointer: boxing it in an
+// interface allocates nothing.
+type lazyContext struct{ c *Context }
+
+func (l lazyContext) Deadline() (time.Time, bool) { return l.c.baseContext().Deadline() }
+func (l lazyContext) Done() <-chan struct{}       { return l.c.baseContext().Done() }
+func (l lazyContext) Err() error                  { return l.c.baseContext().Err() }
+func (l lazyContext) Value(key any) any {
+	if key == (invocationKey{}) {
+		return l.c
+	}
+	return nil // the handler's contexts carry no other value
 }
 
 // deliver is the end of the inbound chain: the endpoint's own handler,

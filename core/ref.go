@@ -7,18 +7,25 @@ import (
 	"hash/fnv"
 	"reflect"
 	"sync/atomic"
+
+	"github.com/fxamacker/cbor/v2"
+
+	"github.com/rpcenv/rpcenv/cborgen"
 )
 
 // Ref points to an endpoint, in this env or another, and sends messages
 // to it. A Ref is safe for concurrent use by multiple goroutines and may
-// be sent inside messages (as a *Ref field or as the message itself): the
-// receiving env can use it at once. A ref to an endpoint of a client-mode
-// env (one without a listener) is reached over the connection on which it
-// arrived; while no connection to that env exists, using it fails with
-// ErrDisconnected.
+// be sent anywhere inside a message: as the message itself, as a *Ref
+// field, or inside an untyped value (a field of type any, a
+// map[string]any, a []any, at any depth). The receiving env can use it at
+// once: it arrives as a *Ref wherever it was. A ref to an endpoint of a
+// client-mode env (one without a listener) is reached over the connection
+// on which it arrived; while no connection to that env exists, using it
+// fails with ErrDisconnected.
 //
 // The zero Ref and refs decoded outside an env are unusable: get refs from
-// Register, Lookup, Context.Self, or inside a received message.
+// Register, Lookup, Context.Self, or inside a received message, and bind
+// refs decoded by other means with Env.Bind.
 type Ref struct {
 	name    string
 	addr    string // advertised URI of the owning env; "" for a client-mode env
@@ -33,13 +40,31 @@ type Ref struct {
 	route atomic.Pointer[peer] // the connection last used, while it is alive
 }
 
-// refWire is a Ref on the wire: [name, address, env id, env name].
+// refTag is the CBOR tag of a ref on the wire, a number of the
+// first-come range that IANA has not assigned: a ref is self-describing,
+// so that one inside an untyped value (a field of type any, say) can be
+// told from any other array and decoded back into a *Ref (bind.go).
+const refTag = 62064
+
+// refWire is the content of a ref's tag: [name, address, env id, env
+// name].
 type refWire struct {
 	_       struct{} `cbor:",toarray"`
 	Name    string
 	Addr    string
 	EnvID   string
 	EnvName string
+}
+
+// errRefIncomplete is what is wrong with a ref on the wire that lacks
+// what identifies its endpoint.
+var errRefIncomplete = errors.New("a ref needs a name and an env id")
+
+// setWire makes r the unbound ref w describes, which must have a name and
+// an env id.
+func (r *Ref) setWire(w refWire) {
+	*r = Ref{name: w.Name, addr: w.Addr, envID: w.EnvID, envName: w.EnvName, lane: laneOf(w.Name)}
+	r.uri = r.makeURI()
 }
 
 func newRef(e *Env, name, addr, envID, envName string) *Ref {
@@ -54,25 +79,61 @@ func laneOf(name string) uint64 {
 	return h.Sum64() | 1 // never 0, which means "unordered"
 }
 
-// MarshalCBOR implements cbor.Marshaler: a ref travels as its name, its
-// env's address and its env's id.
+// MarshalCBOR implements cbor.Marshaler: a ref travels as tag 62064
+// around [name, address, env id, env name].
 func (r *Ref) MarshalCBOR() ([]byte, error) {
-	return encMode.Marshal(refWire{Name: r.name, Addr: r.addr, EnvID: r.envID, EnvName: r.envName})
+	return encMode.Marshal(cbor.Tag{Number: refTag, Content: refWire{Name: r.name, Addr: r.addr, EnvID: r.envID, EnvName: r.envName}})
 }
 
-// UnmarshalCBOR implements cbor.Unmarshaler. The ref it yields becomes
-// usable when the env that received it delivers the message.
+// UnmarshalCBOR implements cbor.Unmarshaler. It requires what
+// MarshalCBOR writes, tag 62064 around four text strings with a name and
+// an env id, and holds a ref to the same rules as one inside an untyped
+// value (bind.go). The ref it yields is unusable until it is bound to an
+// env: the env that received it binds it when it delivers the message,
+// and Env.Bind binds refs decoded by other means.
 func (r *Ref) UnmarshalCBOR(data []byte) error {
-	var w refWire
-	if err := decMode.Unmarshal(data, &w); err != nil {
+	rd := cborgen.NewReader(data)
+	if w, ok := readRefWire(&rd); ok && rd.Done() {
+		r.setWire(w)
+		return nil
+	}
+	// Not in the layout MarshalCBOR writes: decode it as an untyped
+	// value, and judge it as a ref found there is judged, for the same
+	// verdict (the library also takes longer heads than needed, say) and
+	// an error that says what is wrong.
+	var v any
+	if err := decMode.Unmarshal(data, &v); err != nil {
 		return err
 	}
-	if w.Name == "" || w.EnvID == "" {
-		return fmt.Errorf("%w: a ref needs a name and an env id", ErrProtocol)
+	t, ok := v.(cbor.Tag)
+	if !ok || t.Number != refTag {
+		return fmt.Errorf("%w: a ref must be tag %d around [name, address, env id, env name], not %s", ErrProtocol, refTag, describe(v))
 	}
-	*r = Ref{name: w.Name, addr: w.Addr, envID: w.EnvID, envName: w.EnvName, lane: laneOf(w.Name)}
-	r.uri = r.makeURI()
+	w, err := refWireOf(t.Content)
+	if err != nil {
+		return fmt.Errorf("%w: %s", ErrProtocol, err.msg)
+	}
+	r.setWire(w)
 	return nil
+}
+
+// readRefWire reads a ref's tag and content in the layout MarshalCBOR
+// writes, and reports false, rd failed, for anything else (which the
+// library may still accept: see UnmarshalCBOR).
+func readRefWire(rd *cborgen.Reader) (refWire, bool) {
+	rd.Tag(refTag)
+	if rd.ArrayHead() != 4 {
+		rd.Fail()
+		return refWire{}, false
+	}
+	var w refWire
+	w.Name, w.Addr, w.EnvID, w.EnvName = rd.String(), rd.String(), rd.String(), rd.String()
+	rd.End()
+	if rd.Failed() || w.Name == "" || w.EnvID == "" {
+		rd.Fail()
+		return refWire{}, false
+	}
+	return w, true
 }
 
 // bind makes a decoded ref send through e.
@@ -131,7 +192,7 @@ func clientURI(envName, envID, name string) string {
 	return "client://" + envName + "." + envID + "/" + name
 }
 
-var errUnusableRef = errors.New("ref is nil or not bound to an env (get refs from Register, Lookup or a received message)")
+var errUnusableRef = errors.New("ref is nil or not bound to an env (get refs from Register, Lookup or a received message; bind a ref you decoded yourself with Env.Bind)")
 
 // Send delivers msg to the endpoint, fire-and-forget and at most once.
 // It returns only the errors known at once: an unregistered type

@@ -19,8 +19,36 @@ type Endpoint interface {
 
 // Starter is implemented by an endpoint that wants to run code before its
 // first message. OnStart runs exactly once, in the endpoint's inbox, before
-// any message; self is the endpoint's own ref. A returned error goes to
-// OnError and stops the endpoint (OnStop still runs).
+// any message; self is the endpoint's own ref. Register does not wait for
+// it: messages sent meanwhile queue behind it.
+//
+// An error returned by OnStart stops the endpoint before it handles any
+// message. OnError gets the error, wrapped ("rpcenv: OnStart of <ref>:
+// …", so errors.Is finds it; without OnError it is logged), and then:
+//   - the messages that queued behind OnStart are not delivered: each
+//     send is a dead letter and each ask fails, both with
+//     ErrEndpointNotFound ("OnStart failed"), the ask's error naming the
+//     endpoint;
+//   - OnStop runs, so that what OnStart set up before it failed can be
+//     released;
+//   - the name is unregistered, as after [Env.Stop]: sends, asks and
+//     lookups fail with ErrEndpointNotFound, and the name may be
+//     registered again.
+//
+// Register has returned the ref by then: its caller learns of the failure
+// through OnError, or when a message fails.
+//
+// Spark does otherwise: onStart's exception goes to onError and the
+// endpoint stays, receiving messages. We stop it because an endpoint
+// whose start failed would handle its messages half-initialised (a nil
+// connection, a file not opened), failing each one far from the cause or,
+// worse, answering wrongly, while its senders believe it works. A missing
+// endpoint is an error they handle already, and its owner can register it
+// again once the cause is fixed. An endpoint that can work without what
+// OnStart could not get should handle that itself and return nil.
+//
+// A panic in OnStart is recovered, reported to OnError as a
+// *[PanicError], and stops the endpoint in the same way.
 type Starter interface{ OnStart(self *Ref) error }
 
 // Stopper is implemented by an endpoint that wants to run code after its
@@ -87,7 +115,8 @@ type Transport interface {
 	// "driver" for inproc://driver. A transport whose addresses may hold
 	// a "/" (a Unix socket path) must define an encoding for it, such as
 	// percent-encoding, and undo it itself. An address in use is an error
-	// that names it.
+	// that names it; when the address has a port, the error should wrap
+	// the OS's syscall.EADDRINUSE, which Config.PortRetries looks for.
 	Listen(addr string, opts ConnOptions) (Listener, error)
 	// Dial connects to the listener at addr (as in Listen). It returns
 	// when the connection can carry frames, or with an error once ctx is

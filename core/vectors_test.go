@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"sort"
 	"testing"
+
+	"github.com/fxamacker/cbor/v2"
 )
 
 // The protocol's test vectors (testdata/protocol/vectors.json, described
@@ -100,6 +102,15 @@ const (
 
 func h(b []byte) string { return hex.EncodeToString(b) }
 
+// vectorNote is the registered type of the vectors' message with a ref
+// inside an untyped field.
+type vectorNote struct {
+	Text  string
+	Extra any
+}
+
+func init() { RegisterMessage[vectorNote]("example.Note") }
+
 // makeVectors builds every vector from fixed inputs.
 func makeVectors(tb testing.TB) vectors {
 	tb.Helper()
@@ -180,6 +191,8 @@ func makeVectors(tb testing.TB) vectors {
 		{"Stream end", header{kind: kindStreamEnd, id: 23}, nil},
 		{"Stream reset", header{kind: kindStreamReset, id: 22, code: "stream_closed", message: "the reader stopped"}, nil},
 		{"Stream stop", header{kind: kindStreamStop, id: 22}, nil},
+		// Appended last: the sealed vectors below pick envelopes by index.
+		{"Send of a ref inside an untyped field", header{kind: kindSend, to: "driver", typ: "example.Note"}, vectorNote{Text: "who asks", Extra: ref}},
 	} {
 		f := frame(&e.hd, e.body)
 		var env envelope
@@ -229,6 +242,10 @@ func makeVectors(tb testing.TB) vectors {
 	v.Malformed = append(v.Malformed,
 		malformedVector{Name: "an Ask of a type the receiver does not know", Hex: h(frame(&header{kind: kindAsk, id: 3, to: "driver", typ: "no.such.Type", timeout: 1e9}, "x")), Action: actionUnregistred},
 		malformedVector{Name: "a Send of an int whose body is a text string", Hex: h(frame(&header{kind: kindSend, to: "driver", typ: "int"}, "forty-two")), Action: actionUndecodable},
+		malformedVector{Name: "a Send of a ref without its tag", Hex: h(frame(&header{kind: kindSend, to: "driver", typ: "*rpcenv.ref"},
+			refWire{Name: "driver", Addr: "tcp://127.0.0.1:7077", EnvID: l.ID, EnvName: "driver"})), Action: actionUndecodable},
+		malformedVector{Name: "a Send with a ref tag of three items in an untyped field", Hex: h(frame(&header{kind: kindSend, to: "driver", typ: "example.Note"},
+			vectorNote{Extra: cbor.Tag{Number: refTag, Content: []string{"driver", "tcp://127.0.0.1:7077", l.ID}}})), Action: actionUndecodable},
 	)
 	return v
 }
@@ -311,6 +328,25 @@ func TestProtocolVectors(t *testing.T) {
 		}
 		if i < len(made.Envelopes) && made.Envelopes[i].Hex != ev.Hex {
 			t.Errorf("%s: this implementation encodes %s, the vector is %s", ev.Name, made.Envelopes[i].Hex, ev.Hex)
+		}
+		// Refs decode as refs, wherever they are.
+		var got *Ref
+		switch ev.Type {
+		case "*rpcenv.ref":
+			v, _, err := decodeBody(ev.Type, want.Body)
+			got, _ = v.(*Ref)
+			if err != nil || got == nil {
+				t.Errorf("%s: the body decodes as %#v, %v; want a *Ref", ev.Name, v, err)
+			}
+		case "example.Note":
+			v, _, err := decodeBody(ev.Type, want.Body)
+			n, _ := v.(vectorNote)
+			if got, _ = n.Extra.(*Ref); err != nil || got == nil {
+				t.Errorf("%s: the body decodes as %#v, %v; want a vectorNote holding a *Ref", ev.Name, v, err)
+			}
+		}
+		if got != nil && got.String() != "tcp://127.0.0.1:7077/driver" {
+			t.Errorf("%s: the ref decodes as %s", ev.Name, got)
 		}
 	}
 	for _, cv := range v.Chunks {

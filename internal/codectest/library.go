@@ -27,9 +27,9 @@ func mustMode[M any](m M, err error) M {
 }
 
 // wireRef is a ref as a remote env sends it: made by decoding its wire
-// form, [name, address, env id, env name].
+// form, tag 62064 around [name, address, env id, env name].
 func wireRef(name, addr string) *core.Ref {
-	b, err := encMode.Marshal([]string{name, addr, "0123456789abcdef", "driver"})
+	b, err := encMode.Marshal(cbor.Tag{Number: 62064, Content: []string{name, addr, "0123456789abcdef", "driver"}})
 	if err != nil {
 		panic(err)
 	}

@@ -2,9 +2,11 @@ package tcp_test
 
 import (
 	"context"
+	"errors"
 	"net"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/rpcenv/rpcenv/core"
@@ -67,5 +69,67 @@ func TestAdvertisedAddressTravelsInRefs(t *testing.T) {
 	}
 	if v, err := got.Ask(t.Context(), "hi"); err != nil || v != "hi" {
 		t.Fatalf("Ask = %v, %v", v, err)
+	}
+}
+
+// TestPortRetriesListenOnTheNextFreePort occupies a port and asks for it
+// with PortRetries 3: the env listens on one of the three after it, says
+// so in its address and its refs, and is reachable there.
+func TestPortRetriesListenOnTheNextFreePort(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	p := busy.Addr().(*net.TCPAddr).Port
+	if p+3 > 65535 {
+		t.Skipf("port %d leaves no room for 3 more", p)
+	}
+	tr := tcp.New(tcp.Options{})
+	srv, err := core.NewEnv(core.Config{Name: "srv", Listen: "tcp://127.0.0.1:" + strconv.Itoa(p), PortRetries: 3,
+		Transports: []core.Transport{tr}, Logger: newEnvLog(t)})
+	if errors.Is(err, syscall.EADDRINUSE) && strings.Contains(err.Error(), "all in use") {
+		t.Skipf("other programs hold the 3 ports after %d: %v", p, err)
+	}
+	if err != nil {
+		t.Fatalf("NewEnv on a port in use with PortRetries 3: %v", err)
+	}
+	t.Cleanup(func() { shutdownEnv(t, srv) })
+	checkMovedPort(t, tr, srv, "tcp", p)
+}
+
+// checkMovedPort checks that srv, asked to listen on port p (in use),
+// reports a port in (p, p+3] and is reached there through a lookup.
+func checkMovedPort(t *testing.T, tr core.Transport, srv *core.Env, scheme string, p int) {
+	t.Helper()
+	_, portStr, err := net.SplitHostPort(strings.TrimPrefix(srv.Address(), scheme+"://"))
+	if err != nil {
+		t.Fatalf("Address() = %q: %v", srv.Address(), err)
+	}
+	got, _ := strconv.Atoi(portStr)
+	if got <= p || got > p+3 {
+		t.Fatalf("Address() = %q; want a port in (%d, %d]", srv.Address(), p, p+3)
+	}
+	ref := mustRegister(t, srv, "echo", echoEndpoint())
+	if want := srv.Address() + "/echo"; ref.String() != want {
+		t.Errorf("ref %s, want %s", ref, want)
+	}
+	cli := startEnv(t, tr, core.Config{Name: "cli"})
+	r := mustLookup(t, cli, ref.String())
+	if v, err := askWithin(t, r, "hi"); err != nil || v != "hi" {
+		t.Fatalf("Ask through port %d = %v, %v", got, v, err)
+	}
+}
+
+func TestPortRetriesZeroFailsOnAPortInUse(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	uri := "tcp://" + busy.Addr().String()
+	_, err = core.NewEnv(core.Config{Listen: uri, Transports: []core.Transport{tcp.New(tcp.Options{})}})
+	if !errors.Is(err, syscall.EADDRINUSE) || !strings.Contains(err.Error(), uri) || !strings.Contains(err.Error(), "Config.PortRetries") {
+		t.Fatalf("NewEnv on a port in use with PortRetries 0: %v; want an error naming %s and Config.PortRetries, wrapping EADDRINUSE", err, uri)
 	}
 }
