@@ -1005,7 +1005,11 @@ func TestReaderCounts(t *testing.T) {
 				t.Errorf("%s accepted", h)
 			}
 			runtime.ReadMemStats(&m1)
-			if n := m1.TotalAlloc - m0.TotalAlloc; n > 1024 {
+			// The bound leaves room for what the runtime and other
+			// goroutines allocate meanwhile (TotalAlloc is the
+			// process's); what it guards against is an allocation of
+			// the announced count, megabytes.
+			if n := m1.TotalAlloc - m0.TotalAlloc; n > 64<<10 {
 				t.Errorf("%s: %d bytes allocated", h, n)
 			}
 		}
