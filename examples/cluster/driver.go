@@ -39,6 +39,9 @@ type driver struct {
 	lost          []string
 	rejoined      []string // lost executors that registered again
 	registerCount int
+	gone          map[string]*execState // executors no longer registered, as they were last: for the status page
+	failedOn      map[string]int        // executor -> tasks taken back from it when it was lost
+	roundTrips    latencyRing           // LaunchTask sent to StatusUpdate received, for the status page
 
 	ship     shipment        // the task code executors fetch
 	listWant []uint64        // the primes below the limit, by the driver's own sieve (list task)
@@ -55,9 +58,11 @@ type execState struct {
 	ref       msg.ExecutorRef
 	sender    string // Context.Sender of its RegisterExecutor: the label OnDisconnected uses
 	cores     int
-	running   map[int64]bool
+	running   map[int64]time.Time // task -> when LaunchTask was sent
 	heartbeat time.Duration
-	lastSeen  time.Time
+	lastSeen  time.Time // its last RegisterExecutor, Heartbeat or StatusUpdate
+	lastBeat  time.Time // its last RegisterExecutor or Heartbeat
+	ended     string    // once dropped: "lost", or "stopped" when the job was over
 }
 
 func newDriver(j job, minExecutors int, events io.Writer) *driver {
@@ -70,6 +75,8 @@ func newDriver(j job, minExecutors int, events io.Writer) *driver {
 		perExec:      map[string]int{},
 		relaunched:   map[int64]bool{},
 		relaunchedOn: map[string]int{},
+		gone:         map[string]*execState{},
+		failedOn:     map[string]int{},
 		listDone:     make(chan listReport, 1),
 		allDone:      make(chan struct{}),
 	}
@@ -103,14 +110,17 @@ func (d *driver) RegisterExecutor(c *core.Context, m msg.RegisterExecutor) (msg.
 		d.rejoined = append(d.rejoined, m.ExecutorID)
 		fmt.Fprintf(d.events, "driver: executor %s registered again\n", m.ExecutorID)
 	}
+	now := time.Now()
+	delete(d.gone, m.ExecutorID)
 	d.execs[m.ExecutorID] = &execState{
 		id:        m.ExecutorID,
 		ref:       msg.NewExecutorRef(m.Executor),
 		sender:    c.Sender(),
 		cores:     m.Cores,
-		running:   map[int64]bool{},
+		running:   map[int64]time.Time{},
 		heartbeat: hb,
-		lastSeen:  time.Now(),
+		lastSeen:  now,
+		lastBeat:  now,
 	}
 	d.registerCount++
 	if d.started.IsZero() && len(d.execs) >= d.minExecutors {
@@ -190,7 +200,11 @@ func (d *driver) StatusUpdate(c *core.Context, m msg.StatusUpdate) (msg.StatusAc
 	}
 	x := d.execs[m.ExecutorID]
 	if x != nil {
-		x.lastSeen = time.Now()
+		now := time.Now()
+		x.lastSeen = now
+		if sent, ok := x.running[m.TaskID]; ok {
+			d.roundTrips.add(now, now.Sub(sent))
+		}
 		delete(x.running, m.TaskID)
 		d.schedule()
 	}
@@ -205,6 +219,7 @@ func (d *driver) Heartbeat(c *core.Context, m msg.Heartbeat) (msg.HeartbeatAck, 
 	x := d.execs[m.ExecutorID]
 	if x != nil {
 		x.lastSeen = time.Now()
+		x.lastBeat = x.lastSeen
 	}
 	return msg.HeartbeatAck{Reregister: x == nil && d.wantsExecutors()}, nil
 }
@@ -242,9 +257,12 @@ func (d *driver) expire(now time.Time) {
 // drop forgets x and puts its unfinished tasks first in line. d.mu is held.
 func (d *driver) drop(x *execState, why string) {
 	delete(d.execs, x.id)
+	d.gone[x.id] = x
+	x.ended = "stopped"
 	if d.finished.Load() == int64(d.job.Tasks) {
 		return // the job is over; executors leaving is expected
 	}
+	x.ended = "lost"
 	d.lost = append(d.lost, x.id)
 	var back []int64
 	for id := range x.running {
@@ -254,6 +272,7 @@ func (d *driver) drop(x *execState, why string) {
 		}
 	}
 	slices.Sort(back)
+	d.failedOn[x.id] += len(back)
 	fmt.Fprintf(d.events, "driver: lost executor %s (%s); re-launching its %d unfinished tasks\n", x.id, why, len(back))
 	d.pending = append(back, d.pending...)
 	d.schedule()
@@ -265,6 +284,7 @@ func (d *driver) schedule() {
 		return
 	}
 	var failed []*execState
+	now := time.Now()
 	for _, x := range d.sortedExecs() {
 		for len(x.running) < x.cores && len(d.pending) > 0 {
 			id := d.pending[0]
@@ -278,7 +298,7 @@ func (d *driver) schedule() {
 				failed = append(failed, x)
 				break
 			}
-			x.running[id] = true
+			x.running[id] = now
 		}
 	}
 	for _, x := range failed {

@@ -21,10 +21,11 @@ import (
 type executor struct {
 	id        string
 	driver    msg.DriverRef
-	killAfter int                   // > 0: die abruptly on the first task received after this many
-	holdAfter int                   // > 0: hold the first task received after this many, and say so on stderr
-	exit      func(int)             // os.Exit, or a test's stand-in
-	afterTask func(completed int64) // nil, or a test's hook, called after each task is reported
+	killAfter int                       // > 0: die abruptly on the first task received after this many
+	holdAfter int                       // > 0: hold the first task received after this many, and say so on stderr
+	exit      func(int)                 // os.Exit, or a test's stand-in
+	afterTask func(completed int64)     // nil, or a test's hook, called after each task is reported
+	taskGate  func(ctx context.Context) // nil, or a test's hook, called before each task runs
 
 	completed atomic.Int64
 	mu        sync.Mutex
@@ -74,6 +75,12 @@ func (x *executor) LaunchTask(c *core.Context, m msg.LaunchTask) error {
 		// no goodbye. The driver must find out by itself.
 		x.exit(3)
 		return nil
+	}
+	if x.taskGate != nil {
+		x.taskGate(c.Context())
+		if c.Context().Err() != nil {
+			return nil
+		}
 	}
 	x.mu.Lock()
 	x.busy++
@@ -166,8 +173,9 @@ type execOptions struct {
 	killAfter     int
 	holdAfter     int
 	exit          func(int)
-	afterTask     func(completed int64) // tests only
-	fetchTimeout  time.Duration         // bounds opening the task code; 0 means a minute
+	afterTask     func(completed int64)     // tests only
+	taskGate      func(ctx context.Context) // tests only
+	fetchTimeout  time.Duration             // bounds opening the task code; 0 means a minute
 }
 
 // runningExecutor is an executor registered with its driver, with its
@@ -204,7 +212,7 @@ func checkDriverURI(uri string, schemes []string) error {
 // startExecutor registers an executor endpoint in env, looks up the
 // driver, registers with it and starts heartbeating.
 func startExecutor(ctx context.Context, env *core.Env, o execOptions) (*runningExecutor, error) {
-	x := &executor{id: o.id, killAfter: o.killAfter, holdAfter: o.holdAfter, exit: o.exit, afterTask: o.afterTask, cores: o.cores, heartbeat: o.heartbeat,
+	x := &executor{id: o.id, killAfter: o.killAfter, holdAfter: o.holdAfter, exit: o.exit, afterTask: o.afterTask, taskGate: o.taskGate, cores: o.cores, heartbeat: o.heartbeat,
 		rejoin: make(chan struct{}, 1), ready: make(chan struct{}), stopped: make(chan struct{}), lostDriver: make(chan struct{})}
 	x.idle = sync.NewCond(&x.mu)
 	var err error

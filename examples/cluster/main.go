@@ -39,6 +39,8 @@ func main() {
 	fs.DurationVar(&cfg.LookupTimeout, "lookup-timeout", 10*time.Second, "executor: how long to try to reach the driver")
 	fs.IntVar(&cfg.KillAfter, "kill-after", 0, "executor: after this many tasks, exit abruptly (code 3) on receiving the next one")
 	fs.IntVar(&cfg.HoldAfter, "hold-after", 0, "executor: after this many tasks, hold the next one without running it and say so on stderr (to be killed)")
+	fs.StringVar(&cfg.UI, "ui", "", "driver: serve the job's status page, /api/status and Prometheus /metrics on this address while it runs, such as 127.0.0.1:4040")
+	fs.StringVar(&cfg.Trace, "trace", "", "stdout: print the OpenTelemetry spans of the first 3 tasks (driver -> executor -> driver) as JSON")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		os.Exit(2)
 	}

@@ -34,7 +34,19 @@ type config struct {
 	LookupTimeout time.Duration
 	KillAfter     int
 	HoldAfter     int
+	UI            string    // driver: the status page's address, such as 127.0.0.1:4040; "" serves none
+	Trace         string    // "stdout": print the spans of the first tasks; "" traces nothing
 	exit          func(int) // for -kill-after; nil means os.Exit
+
+	tel *telemetry // what UI and Trace set up; run sets it, nil for neither
+
+	// For tests: uiUp is called with the status page's URL once it
+	// serves; a one-process run's executors call taskGate before they
+	// run a task (it returns when the task may run, or ctx is done) and
+	// afterTask once they reported one.
+	uiUp      func(url string)
+	taskGate  func(ctx context.Context)
+	afterTask func(completed int64)
 }
 
 // taskCode is the file the driver ships to its executors: its own
@@ -82,6 +94,15 @@ func run(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 	if cfg.exit == nil {
 		cfg.exit = os.Exit
 	}
+	if cfg.UI != "" && cfg.Role == "executor" {
+		return usageError{errors.New("-ui serves the driver's status page: give it to -role driver, or to a one-process run")}
+	}
+	tel, err := newTelemetry(cfg, stdout) // nil for neither -ui nor -trace
+	if err != nil {
+		return err
+	}
+	defer tel.shutdown(context.Background())
+	cfg.tel = tel
 	switch cfg.Role {
 	case "":
 		return runLocal(ctx, cfg, stdout, stderr, term, log)
@@ -89,12 +110,15 @@ func run(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 		if cfg.Listen == "" {
 			return usageError{errors.New("-role driver needs -listen, such as tcp://0.0.0.0:7077")}
 		}
-		env, err := core.NewEnv(core.Config{Name: "driver", Listen: cfg.Listen, Transports: remoteTransports(log), MaxMessageSize: maxMessage,
-			HeartbeatInterval: cfg.Heartbeat, PeerTimeout: cfg.peerTimeout(), Logger: log})
+		env, err := core.NewEnv(tel.instrument(core.Config{Name: "driver", Listen: cfg.Listen, Transports: remoteTransports(log), MaxMessageSize: maxMessage,
+			HeartbeatInterval: cfg.Heartbeat, PeerTimeout: cfg.peerTimeout(), Logger: log}))
 		if err != nil {
 			return usageError{err}
 		}
 		defer env.Shutdown(context.Background())
+		if err := tel.observe(env); err != nil {
+			return err
+		}
 		// The address is printed once the driver endpoint is registered
 		// (and its task code served), so that an executor started on
 		// seeing it finds the driver.
@@ -136,14 +160,17 @@ func runLocal(ctx context.Context, cfg config, stdout, stderr io.Writer, term bo
 		return usageError{fmt.Errorf("unknown -transport %q (want inproc, tcp or quic)", cfg.Transport)}
 	}
 	envCfg := func(name, listen string) core.Config {
-		return core.Config{Name: name, Listen: listen, Transports: []core.Transport{t}, MaxMessageSize: maxMessage,
-			HeartbeatInterval: cfg.Heartbeat, PeerTimeout: cfg.peerTimeout(), AskTimeout: 30 * time.Second, Logger: log}
+		return cfg.tel.instrument(core.Config{Name: name, Listen: listen, Transports: []core.Transport{t}, MaxMessageSize: maxMessage,
+			HeartbeatInterval: cfg.Heartbeat, PeerTimeout: cfg.peerTimeout(), AskTimeout: 30 * time.Second, Logger: log})
 	}
 	denv, err := core.NewEnv(envCfg("driver", listen))
 	if err != nil {
 		return err
 	}
 	defer denv.Shutdown(context.Background())
+	if err := cfg.tel.observe(denv); err != nil {
+		return err
+	}
 
 	jobDone := make(chan error, 1)
 	driverUp := make(chan struct{})
@@ -169,8 +196,11 @@ func runLocal(ctx context.Context, cfg config, stdout, stderr io.Writer, term bo
 			return err
 		}
 		envs = append(envs, eenv)
+		if err := cfg.tel.observe(eenv); err != nil {
+			return err
+		}
 		x, err := startExecutor(ctx, eenv, execOptions{id: id, driverURI: denv.Address() + "/" + driverName, cores: cfg.Cores,
-			heartbeat: cfg.Heartbeat, lookupTimeout: cfg.LookupTimeout, exit: cfg.exit})
+			heartbeat: cfg.Heartbeat, lookupTimeout: cfg.LookupTimeout, exit: cfg.exit, taskGate: cfg.taskGate, afterTask: cfg.afterTask})
 		if err != nil {
 			return err
 		}
@@ -181,8 +211,8 @@ func runLocal(ctx context.Context, cfg config, stdout, stderr io.Writer, term bo
 
 // runExecutor runs one executor in client mode until the driver stops it.
 func runExecutor(ctx context.Context, cfg config, stderr io.Writer, log *slog.Logger) error {
-	env, err := core.NewEnv(core.Config{Name: "executor", Transports: remoteTransports(log), MaxMessageSize: maxMessage,
-		HeartbeatInterval: cfg.Heartbeat, PeerTimeout: cfg.peerTimeout(), AskTimeout: 30 * time.Second, Logger: log})
+	env, err := core.NewEnv(cfg.tel.instrument(core.Config{Name: "executor", Transports: remoteTransports(log), MaxMessageSize: maxMessage,
+		HeartbeatInterval: cfg.Heartbeat, PeerTimeout: cfg.peerTimeout(), AskTimeout: 30 * time.Second, Logger: log}))
 	if err != nil {
 		return err
 	}
@@ -227,11 +257,20 @@ func driveWith(ctx context.Context, cfg config, env *core.Env, transport string,
 	if err == nil {
 		_, err = env.Register(driverName, msg.NewDriverEndpoint(d))
 	}
+	var ui *uiServer
+	if err == nil && cfg.UI != "" {
+		// Up before any executor can register, so that the page shows
+		// them arriving.
+		ui, err = serveStatus(cfg, d, env, transport, stderr)
+	}
 	if up != nil {
 		close(up)
 	}
 	if err != nil {
 		return err
+	}
+	if ui != nil {
+		defer ui.close()
 	}
 	primes := make(chan []uint64, 1)                 // the reference: the total's count, and the list task's list
 	go func() { primes <- primesBelow(j.limit()) }() // ends on its own
