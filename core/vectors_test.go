@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"maps"
 	"os"
 	"path/filepath"
 	"sort"
@@ -62,16 +63,17 @@ type handshakeVector struct {
 }
 
 type envelopeVector struct {
-	Name    string `json:"name"`
-	Kind    uint8  `json:"kind"`
-	ID      uint64 `json:"id"`
-	To      string `json:"to"`
-	Type    string `json:"type"`
-	Body    string `json:"body_hex"`
-	Timeout int64  `json:"timeout"`
-	Code    string `json:"code"`
-	Message string `json:"message"`
-	Hex     string `json:"hex"`
+	Name    string            `json:"name"`
+	Kind    uint8             `json:"kind"`
+	ID      uint64            `json:"id"`
+	To      string            `json:"to"`
+	Type    string            `json:"type"`
+	Body    string            `json:"body_hex"`
+	Timeout int64             `json:"timeout"`
+	Code    string            `json:"code"`
+	Message string            `json:"message"`
+	Headers map[string]string `json:"headers,omitempty"`
+	Hex     string            `json:"hex"`
 }
 
 type chunkVector struct {
@@ -193,6 +195,8 @@ func makeVectors(tb testing.TB) vectors {
 		{"Stream stop", header{kind: kindStreamStop, id: 22}, nil},
 		// Appended last: the sealed vectors below pick envelopes by index.
 		{"Send of a ref inside an untyped field", header{kind: kindSend, to: "driver", typ: "example.Note"}, vectorNote{Text: "who asks", Extra: ref}},
+		{"Ask with headers", header{kind: kindAsk, id: 8, to: "driver", typ: "string", timeout: 5e9, headers: map[string]string{
+			"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "tenant": "blue"}}, "status?"},
 	} {
 		f := frame(&e.hd, e.body)
 		var env envelope
@@ -200,7 +204,7 @@ func makeVectors(tb testing.TB) vectors {
 			tb.Fatal(err)
 		}
 		v.Envelopes = append(v.Envelopes, envelopeVector{Name: e.name, Kind: e.hd.kind, ID: e.hd.id, To: e.hd.to, Type: e.hd.typ, Body: h(env.Body),
-			Timeout: e.hd.timeout, Code: e.hd.code, Message: e.hd.message, Hex: h(f)})
+			Timeout: e.hd.timeout, Code: e.hd.code, Message: e.hd.message, Headers: e.hd.headers, Hex: h(f)})
 	}
 
 	whole := frame(&header{kind: kindSend, to: "driver", typ: "string"}, "a message cut into three pieces")
@@ -323,7 +327,7 @@ func TestProtocolVectors(t *testing.T) {
 		}
 		want := envelope{Kind: ev.Kind, ID: ev.ID, To: ev.To, Type: ev.Type, Body: unhex(ev.Body), Timeout: ev.Timeout, Code: ev.Code, Message: ev.Message}
 		if env.Kind != want.Kind || env.ID != want.ID || env.To != want.To || env.Type != want.Type || !bytes.Equal(env.Body, want.Body) ||
-			env.Timeout != want.Timeout || env.Code != want.Code || env.Message != want.Message {
+			env.Timeout != want.Timeout || env.Code != want.Code || env.Message != want.Message || !maps.Equal(env.Headers, ev.Headers) {
 			t.Errorf("%s: decoded %+v, want %+v", ev.Name, env, want)
 		}
 		if i < len(made.Envelopes) && made.Envelopes[i].Hex != ev.Hex {
