@@ -67,7 +67,11 @@ first replies byte for byte.
   **rpcenv-tcp-sealed** is rpcenv-tcp with ` + "`Config.Secret`" + ` on both envs, so
   every frame is sealed (AES-256-GCM); **rpcenv-tcp-tls** is rpcenv-tcp over
   TLS 1.3 with a self-signed certificate on both sides (mutual TLS), without
-  a secret.
+  a secret. **rpcenv-tcp-otel** is rpcenv-tcp with both envs instrumented
+  by ` + "`rpcotel.Instrument`" + ` (the otel module): a client and a server span
+  per call, all sampled and none exported, W3C trace context in every
+  message's headers, and the RPC duration histograms aggregated: the cost
+  of OpenTelemetry's interceptors, beside rpcenv-tcp without any.
 - **grpc-unary, grpc-stream**: gRPC-go over TCP without TLS, with a codec
   that passes the bytes through (no protobuf), copying each received
   message into a buffer it reuses. Unary calls; or one bidi stream per

@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	rpcotel "github.com/rpcenv/rpcenv/otel"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"log/slog"
 	"sync"
 
@@ -39,6 +42,10 @@ type rpcenvSystem struct {
 	name      string
 	transport func() (t core.Transport, listen string)
 	secret    []byte
+	// otel instruments both envs with rpcotel: a span per call and per
+	// delivery (all sampled, none exported) and the RPC duration
+	// histograms (aggregated, never collected).
+	otel bool
 }
 
 // benchSecret is the secret of the rpcenv-tcp-sealed system.
@@ -68,8 +75,9 @@ func (s rpcenvSystem) Group() Group { return GroupRPCEnv }
 type rpcenvPair struct {
 	name           string // the system's
 	server, client *core.Env
-	ref            *core.Ref     // to the endpoint of open
-	stop           chan struct{} // closed by Close
+	ref            *core.Ref                   // to the endpoint of open
+	stop           chan struct{}               // closed by Close
+	shutdown       func(context.Context) error // the OpenTelemetry providers', or nil
 	once           sync.Once
 	err            error
 }
@@ -79,11 +87,21 @@ func (s rpcenvSystem) open(name string, ep core.Endpoint, opts ...core.EndpointO
 	tr, listen := s.transport()
 	p := &rpcenvPair{name: s.name, stop: make(chan struct{})}
 	var err error
-	p.server, err = core.NewEnv(core.Config{Name: "server", Listen: listen, Transports: []core.Transport{tr}, Logger: discard, AskTimeout: Timeout, Secret: s.secret})
+	serverCfg := core.Config{Name: "server", Listen: listen, Transports: []core.Transport{tr}, Logger: discard, AskTimeout: Timeout, Secret: s.secret}
+	clientCfg := core.Config{Name: "client", Transports: []core.Transport{tr}, Logger: discard, AskTimeout: Timeout, Secret: s.secret}
+	if s.otel {
+		tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()))
+		mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
+		p.shutdown = func(ctx context.Context) error { return errors.Join(tp.Shutdown(ctx), mp.Shutdown(ctx)) }
+		for _, cfg := range []*core.Config{&serverCfg, &clientCfg} {
+			rpcotel.Instrument(cfg, rpcotel.WithTracerProvider(tp), rpcotel.WithMeterProvider(mp))
+		}
+	}
+	p.server, err = core.NewEnv(serverCfg)
 	if err != nil {
 		return nil, fmt.Errorf("%s: server env: %w", s.name, err)
 	}
-	p.client, err = core.NewEnv(core.Config{Name: "client", Transports: []core.Transport{tr}, Logger: discard, AskTimeout: Timeout, Secret: s.secret})
+	p.client, err = core.NewEnv(clientCfg)
 	if err != nil {
 		p.Close()
 		return nil, fmt.Errorf("%s: client env: %w", s.name, err)
@@ -121,6 +139,9 @@ func (p *rpcenvPair) Close() error {
 			if e != nil {
 				errs = append(errs, e.Shutdown(ctx))
 			}
+		}
+		if p.shutdown != nil {
+			errs = append(errs, p.shutdown(ctx))
 		}
 		p.err = errors.Join(errs...)
 	})

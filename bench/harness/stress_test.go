@@ -15,8 +15,8 @@ import (
 // supportsBulkAsk and supportsSlowHeap say which systems have each stress
 // workload; the others must say errors.ErrUnsupported.
 var (
-	supportsBulkAsk  = []string{"rpcenv-inproc", "rpcenv-tcp", "rpcenv-quic", "grpc-unary", "grpc-stream", "net/rpc", "rpcenv-tcp-sealed", "rpcenv-tcp-tls"}
-	supportsSlowHeap = []string{"rpcenv-inproc", "rpcenv-tcp", "rpcenv-quic", "grpc-stream", "raw-tcp", "chan", "rpcenv-tcp-sealed", "rpcenv-tcp-tls"}
+	supportsBulkAsk  = []string{"rpcenv-inproc", "rpcenv-tcp", "rpcenv-quic", "grpc-unary", "grpc-stream", "net/rpc", "rpcenv-tcp-sealed", "rpcenv-tcp-tls", "rpcenv-tcp-otel"}
+	supportsSlowHeap = []string{"rpcenv-inproc", "rpcenv-tcp", "rpcenv-quic", "grpc-stream", "raw-tcp", "chan", "rpcenv-tcp-sealed", "rpcenv-tcp-tls", "rpcenv-tcp-otel"}
 )
 
 // TestSystemsCarryBulkBesideAsks checks every system's bulk-ask setup:

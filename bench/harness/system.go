@@ -164,6 +164,7 @@ func Systems() []System {
 		chanSystem{},
 		rpcenvSystem{name: "rpcenv-tcp-sealed", transport: tcpTransport, secret: benchSecret},
 		rpcenvSystem{name: "rpcenv-tcp-tls", transport: tlsTransport},
+		rpcenvSystem{name: "rpcenv-tcp-otel", transport: tcpTransport, otel: true},
 	}
 }
 

@@ -90,7 +90,7 @@ func checkOneWay(t *testing.T, sys System, msg []byte) {
 
 // supportsStream are the systems with the stream workload; the others
 // must say errors.ErrUnsupported.
-var supportsStream = []string{"rpcenv-inproc", "rpcenv-tcp", "rpcenv-quic", "grpc-stream", "raw-tcp", "raw-quic", "rpcenv-tcp-sealed", "rpcenv-tcp-tls"}
+var supportsStream = []string{"rpcenv-inproc", "rpcenv-tcp", "rpcenv-quic", "grpc-stream", "raw-tcp", "raw-quic", "rpcenv-tcp-sealed", "rpcenv-tcp-tls", "rpcenv-tcp-otel"}
 
 // TestSystemsStreamEveryByte checks every system's stream setup: streams
 // one after another on one setup, of sizes that are and are not a
