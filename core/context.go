@@ -17,8 +17,7 @@ type Context struct {
 	stream *Stream  // the stream a stream's opening message opened; nil otherwise
 	asker  *Context // for a local ask made while handling a message: that delivery (deadlock.go)
 
-	headers map[string]string // the message's headers (intercept.go); nil if none
-	ictx    context.Context   // the context inbound interceptors gave the handler; nil if none
+	meta *ctxMeta // headers and the interceptors' context (intercept.go); nil without them
 
 	handling atomic.Int32 // handlers running this delivery (deadlock.go)
 }
@@ -39,8 +38,8 @@ type answerer interface {
 // With inbound interceptors (Config.InboundInterceptors), it is the
 // context they passed on, which derives from the above.
 func (c *Context) Context() context.Context {
-	if c.ictx != nil {
-		return c.ictx
+	if c.meta != nil && c.meta.ictx != nil {
+		return c.meta.ictx
 	}
 	return c.baseContext()
 }

@@ -723,7 +723,7 @@ func (e *Env) send(ctx context.Context, r *Ref, msg any, hdr map[string]string) 
 	if e.isLocal(r) {
 		it := item{kind: itemMessage, msg: msg}
 		if hdr != nil {
-			it.c = &Context{sender: e.addr, headers: hdr} // the shared one has none
+			it.c = &Context{sender: e.addr, meta: metaOf(hdr)} // the shared one has none
 		}
 		if err := e.postLocal(r, it); err != nil {
 			e.deadLetter(DeadLetter{Target: r.String(), Type: typeName(msg), Reason: err})
@@ -774,7 +774,7 @@ func (e *Env) ask(ctx context.Context, r *Ref, msg any, hdr map[string]string) (
 		}
 		c := new(call)
 		c.deadline = w.deadline
-		c.hctx = Context{sender: e.addr, ans: c, asker: asker, headers: hdr}
+		c.hctx = Context{sender: e.addr, ans: c, asker: asker, meta: metaOf(hdr)}
 		if err := e.postLocal(r, item{kind: itemMessage, msg: msg, c: &c.hctx}); err != nil {
 			return nil, fmt.Errorf("rpcenv: ask %s: %w", r, err)
 		}

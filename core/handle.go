@@ -28,7 +28,7 @@ func (e *Env) handle(p *peer, env *envelope, size int, owned bool) error {
 		}
 		c := p.sendContext(x)
 		if env.Headers != nil {
-			c = &Context{ep: x, sender: c.sender, from: p, headers: env.Headers} // the shared one has none
+			c = &Context{ep: x, sender: c.sender, from: p, meta: metaOf(env.Headers)} // the shared one has none
 		}
 		if !x.post(item{kind: itemMessage, size: uint32(size), msg: msg, c: c}) {
 			p.consumed(env.To, 0, size)
@@ -55,7 +55,7 @@ func (e *Env) handle(p *peer, env *envelope, size int, owned bool) error {
 		if ok, err := p.addInCall(ic); !ok {
 			return err
 		}
-		ic.hctx = Context{ep: x, sender: p.label(), ans: ic, from: p, headers: env.Headers}
+		ic.hctx = Context{ep: x, sender: p.label(), ans: ic, from: p, meta: metaOf(env.Headers)}
 		if !x.post(item{kind: itemMessage, size: uint32(size), msg: msg, c: &ic.hctx}) {
 			p.consumed(env.To, 0, size)
 			ic.fail(x, envError{fmt.Errorf("%w: %s", ErrEndpointNotFound, e.uriOf(env.To))})

@@ -146,10 +146,30 @@ func checkHeaderKey(k string) error {
 
 // Headers returns the headers the message came with, or nil. The map
 // must not be modified.
-func (c *Context) Headers() map[string]string { return c.headers }
+func (c *Context) Headers() map[string]string {
+	if c.meta == nil {
+		return nil
+	}
+	return c.meta.headers
+}
 
 // Header returns the value of the header key, or "".
-func (c *Context) Header(key string) string { return c.headers[key] }
+func (c *Context) Header(key string) string { return c.Headers()[key] }
+
+// ctxMeta is what a Context has only with headers or interceptors: kept
+// behind a pointer, so that a plain delivery's Context stays small.
+type ctxMeta struct {
+	headers map[string]string // the message's headers
+	ictx    context.Context   // the context the inbound interceptors handed the handler
+}
+
+// metaOf returns the ctxMeta of a message with headers h, or nil.
+func metaOf(h map[string]string) *ctxMeta {
+	if h == nil {
+		return nil
+	}
+	return &ctxMeta{headers: h}
+}
 
 // chainOutbound composes the interceptors around final, once, at NewEnv:
 // a call then costs no closure. nil without interceptors.
@@ -221,7 +241,7 @@ func (ep *endpoint) intercepted(c *Context, msg any) error {
 		kind = KindStream
 	case c.ans == nil:
 		kind = KindSend
-		c = &Context{ep: c.ep, sender: c.sender, from: c.from, headers: c.headers}
+		c = &Context{ep: c.ep, sender: c.sender, from: c.from, meta: metaOf(c.Headers())}
 	}
 	return ep.env.inbound(lazyContext{c}, &Delivery{Kind: kind, Endpoint: ep.self, Message: msg, Context: c})
 }
@@ -247,7 +267,12 @@ func (l lazyContext) Value(key any) any {
 // with ctx as its Context.Context().
 func deliver(ctx context.Context, d *Delivery) error {
 	c := d.Context
-	c.ictx = ctx
+	if ctx != (lazyContext{c}) { // the interceptors made their own
+		if c.meta == nil {
+			c.meta = &ctxMeta{}
+		}
+		c.meta.ictx = ctx
+	}
 	if d.Kind == KindStream {
 		h, _ := c.ep.streamHandler()
 		return h.ReceiveStream(c, d.Message, c.stream)

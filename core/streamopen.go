@@ -59,7 +59,7 @@ func (e *Env) openStream(ctx context.Context, r *Ref, msg any, hdr map[string]st
 		opener.bytes, acceptor.bytes = &e.streamBytes, &e.streamBytes
 		c := new(call)
 		c.deadline = w.deadline
-		c.hctx = Context{sender: e.addr, ans: c, stream: acceptor, headers: hdr}
+		c.hctx = Context{sender: e.addr, ans: c, stream: acceptor, meta: metaOf(hdr)}
 		if err := e.postLocal(r, item{kind: itemMessage, msg: msg, c: &c.hctx}); err != nil {
 			return nil, err
 		}
@@ -165,7 +165,7 @@ func (e *Env) acceptStream(p *peer, env *envelope, size int, owned bool) error {
 		s.fail(fmt.Errorf("rpcenv: stream from %s: %w", s.remote, ErrDisconnected))
 		return err // nil when p closed
 	}
-	ic.hctx = Context{ep: x, sender: p.label(), ans: ic, from: p, stream: s, headers: env.Headers}
+	ic.hctx = Context{ep: x, sender: p.label(), ans: ic, from: p, stream: s, meta: metaOf(env.Headers)}
 	if !x.post(item{kind: itemMessage, size: uint32(size), msg: msg, c: &ic.hctx}) {
 		p.consumed(env.To, 0, size)
 		err := fmt.Errorf("%w: %s", ErrEndpointNotFound, e.uriOf(env.To))
