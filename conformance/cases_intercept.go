@@ -136,7 +136,7 @@ var interceptCases = concat(
 				return next(ctx, call)
 			}}
 		})
-		got := make(chan map[string]string, 2)
+		got := make(chan map[string]string, 4)
 		h.register(at, "target", &probe{receive: func(c *core.Context, msg any) error {
 			got <- c.Headers()
 			if c.IsAsk() {
@@ -159,6 +159,27 @@ var interceptCases = concat(
 		want = map[string]string{"trace-id": "send-conformance.Seq", "x.nobody-knows_this": "ignored"}
 		if hd := recv(t, got, "the send's headers"); !mapsEqual(hd, want) {
 			t.Errorf("the send's headers: %v, want %v", hd, want)
+		}
+		// A message large enough to cross in chunks keeps its headers (they
+		// are in its envelope), and a small one sent while it is in flight
+		// keeps its own.
+		big := make(chan error, 1)
+		go func() {
+			_, err := ref.Ask(context.Background(), Blob{Data: make([]byte, 1<<20)})
+			big <- err
+		}()
+		if v, err := ask(t, ref, Ping{}); err != nil || v != "ask-conformance.Ping" {
+			t.Fatalf("an ask beside a 1 MiB one: %v, %v; want its own trace-id", v, err)
+		}
+		if err := recv(t, big, "the 1 MiB ask"); err != nil {
+			t.Fatal(err)
+		}
+		seen := map[string]bool{}
+		for range 2 {
+			seen[recv(t, got, "the headers of the asks")["trace-id"]] = true
+		}
+		if !seen["ask-conformance.Ping"] || !seen["ask-conformance.Blob"] {
+			t.Errorf("trace-ids delivered: %v; want the Ping's and the 1 MiB Blob's", seen)
 		}
 	}),
 	acrossIntercepted("HeadersBeyondTheLimitsFailTheCall", func(t *testing.T, h *harness, mk func(atCfg, fromCfg func(*core.Config)) (*core.Env, *core.Env)) {

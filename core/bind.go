@@ -402,33 +402,9 @@ func (b *binder) walkAny(x any, depth, hops int) (nx any, changed bool, err *bin
 		}
 		return nil, false, nil
 	case map[any]any:
-		if depth >= maxNesting {
-			return nil, false, tooDeep()
-		}
-		for k, e := range x {
-			ne, ch, err := b.walkAny(e, depth+1, 0)
-			if err != nil {
-				return nil, false, err.at(keyStep(k))
-			}
-			if ch {
-				x[k] = ne // an existing key: allowed while ranging
-			}
-		}
-		return nil, false, nil
+		return nil, false, walkAnyMap(b, x, depth)
 	case map[string]any:
-		if depth >= maxNesting {
-			return nil, false, tooDeep()
-		}
-		for k, e := range x {
-			ne, ch, err := b.walkAny(e, depth+1, 0)
-			if err != nil {
-				return nil, false, err.at(keyStep(k))
-			}
-			if ch {
-				x[k] = ne
-			}
-		}
-		return nil, false, nil
+		return nil, false, walkAnyMap(b, x, depth)
 	case *Ref:
 		if x == nil {
 			return nil, false, nil
@@ -493,6 +469,25 @@ func (b *binder) ref(r *Ref) (*Ref, bool) {
 		return c, true
 	}
 	return nil, false
+}
+
+// walkAnyMap walks the values of a map the decoder made (map[any]any,
+// or map[string]any with DefaultMapType), replacing those that change:
+// existing keys, which a range allows.
+func walkAnyMap[K comparable](b *binder, x map[K]any, depth int) *bindError {
+	if depth >= maxNesting {
+		return tooDeep()
+	}
+	for k, e := range x {
+		ne, ch, err := b.walkAny(e, depth+1, 0)
+		if err != nil {
+			return err.at(keyStep(k))
+		}
+		if ch {
+			x[k] = ne
+		}
+	}
+	return nil
 }
 
 func tooDeep() *bindError {

@@ -3,6 +3,7 @@ package core
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"time"
 	"unicode/utf8"
 )
@@ -174,32 +175,31 @@ func metaOf(h map[string]string) *ctxMeta {
 // chainOutbound composes the interceptors around final, once, at NewEnv:
 // a call then costs no closure. nil without interceptors.
 func chainOutbound(ics []OutboundInterceptor, final Invoker) Invoker {
-	if len(ics) == 0 {
-		return nil
-	}
-	next := final
-	for i := len(ics) - 1; i >= 0; i-- {
-		ic, inner := ics[i], next
-		if ic == nil {
-			continue
-		}
-		next = func(ctx context.Context, call *Call) (any, error) { return ic(ctx, call, inner) }
-	}
-	return next
+	return chain(ics, final, func(ic OutboundInterceptor, next Invoker) Invoker {
+		return func(ctx context.Context, call *Call) (any, error) { return ic(ctx, call, next) }
+	})
 }
 
 // chainInbound is chainOutbound for deliveries.
 func chainInbound(ics []InboundInterceptor, final Handler) Handler {
-	if len(ics) == 0 {
-		return nil
-	}
-	next := final
+	return chain(ics, final, func(ic InboundInterceptor, next Handler) Handler {
+		return func(ctx context.Context, d *Delivery) error { return ic(ctx, d, next) }
+	})
+}
+
+// chain wraps final in the non-nil interceptors of ics, the first
+// outermost; it returns the zero F (nil) when there are none.
+func chain[I, F any](ics []I, final F, wrap func(I, F) F) F {
+	next, wrapped := final, false
 	for i := len(ics) - 1; i >= 0; i-- {
-		ic, inner := ics[i], next
-		if ic == nil {
+		if reflect.ValueOf(ics[i]).IsNil() { // a nil func in the list
 			continue
 		}
-		next = func(ctx context.Context, d *Delivery) error { return ic(ctx, d, inner) }
+		next, wrapped = wrap(ics[i], next), true
+	}
+	if !wrapped {
+		var none F
+		return none
 	}
 	return next
 }
