@@ -170,11 +170,20 @@ func (e *Env) serve(p *peer) {
 		p.recvd.Add(1)
 		p.bytesIn.Add(uint64(len(frame)))
 		if isData(frame) {
-			if err := win.read(p, len(frame)); err != nil {
+			granted, err := win.read(p, len(frame))
+			if err != nil {
 				if errors.Is(err, ErrProtocol) {
 					e.protocolError(p, err)
 				}
 				return
+			}
+			if granted {
+				// The Credit just queued woke this connection's writer,
+				// runnable on this P behind this loop, which keeps the P
+				// while frames are buffered (opening sealed ones takes a
+				// while): let the writer send it now, or the peer's writer
+				// runs out of window and both ends idle until it arrives.
+				runtime.Gosched()
 			}
 		}
 		owned := isChunk(frame)

@@ -106,10 +106,11 @@ func isData(frame []byte) bool {
 }
 
 // read accounts a data frame of n bytes from p, and gives the window back
-// in steps of a quarter. A peer that writes past it breaks the protocol.
-func (w *readWindow) read(p *peer, n int) error {
+// in steps of a quarter; granted reports whether it queued a Credit. A
+// peer that writes past the window breaks the protocol.
+func (w *readWindow) read(p *peer, n int) (granted bool, err error) {
 	if w.avail <= 0 {
-		return fmt.Errorf("%w: a data frame of %d bytes past the connection window", ErrProtocol, n)
+		return false, fmt.Errorf("%w: a data frame of %d bytes past the connection window", ErrProtocol, n)
 	}
 	w.avail -= int64(n)
 	w.unsent += int64(n)
@@ -117,8 +118,8 @@ func (w *readWindow) read(p *peer, n int) error {
 		if frame, err := encodeFrame(&header{kind: kindCredit, id: uint64(w.unsent)}, nil, maxFrame); err == nil {
 			w.avail += w.unsent
 			w.unsent = 0
-			return p.control(frame)
+			return true, p.control(frame)
 		}
 	}
-	return nil
+	return false, nil
 }
