@@ -1,6 +1,7 @@
 package core
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -45,6 +46,7 @@ type byteLink struct {
 	bs    ByteStream    // set once, by attach
 	ready chan struct{} // closed by attach
 	timer *time.Timer   // the accepting side's bound on waiting for bs
+	told  bool          // a Reset frame went out: the abort's reason
 }
 
 func newByteLink(p *peer, key streamKey) *byteLink {
@@ -207,6 +209,9 @@ func (l *byteLink) end(s *Stream) error {
 // reset sends the abort's reason on the connection, then aborts the byte
 // stream (when it has come: attach aborts it otherwise).
 func (l *byteLink) reset(s *Stream, code, message string) {
+	l.mu.Lock()
+	l.told = true
+	l.mu.Unlock()
 	l.p.resetStream(l.key, code, message)
 	l.abortStream()
 }
@@ -223,16 +228,31 @@ func (l *byteLink) stop(s *Stream) {
 	l.release(s, false)
 }
 
+// release forgets the stream and, when it failed, aborts its byte
+// stream. A failure of this side's own (the connection's, the env
+// stopping, a Write or CloseWrite that failed) is told to the peer first
+// in a Reset frame, as reset does, so that the peer learns why rather
+// than waiting for a reason; a failure the peer caused (its reset, its
+// abort) is not answered.
 func (l *byteLink) release(s *Stream, failed bool) {
 	l.p.forgetStream(l.key, s)
 	l.mu.Lock()
 	if l.timer != nil {
 		l.timer.Stop()
 	}
+	tell := failed && !l.told
+	l.told = l.told || failed
 	l.mu.Unlock()
-	if failed {
-		l.abortStream()
+	if !failed {
+		return
 	}
+	if cause := context.Cause(s.ctx); tell && cause != nil {
+		var re *RemoteError
+		if !errors.As(cause, &re) {
+			l.p.resetStream(l.key, codeOf(cause), errorText(cause))
+		}
+	}
+	l.abortStream()
 }
 
 func (l *byteLink) abortStream() {
@@ -267,6 +287,10 @@ func (p *peer) acceptByteStreams(sc StreamConn) {
 			l, _ = s.link.(*byteLink)
 		}
 		if l == nil {
+			// A stream this side has forgotten (it ended, and its reason,
+			// if it failed, went out then) or never had: tell the opener,
+			// which would otherwise wait for a reason.
+			p.resetStream(key, codeOf(ErrStreamClosed), "the stream is closed")
 			bs.Abort(byteStreamAbort)
 			continue
 		}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -201,7 +202,7 @@ func TestAcceptStreamEndsWhenTheConnectionCloses(t *testing.T) {
 
 type misuse struct {
 	core.Transport
-	hide, dropResets, mislabel bool
+	hide, dropResets, mislabel, failCloseWrite bool
 }
 
 func (m *misuse) Dial(ctx context.Context, addr string, opts core.ConnOptions) (core.Conn, error) {
@@ -244,8 +245,18 @@ func (c *misusedStreamConn) OpenStream(ctx context.Context, id uint64) (core.Byt
 	if c.m.mislabel {
 		id += 1 << 40
 	}
-	return c.sc.OpenStream(ctx, id)
+	bs, err := c.sc.OpenStream(ctx, id)
+	if err == nil && c.m.failCloseWrite {
+		bs = closeWriteFails{bs}
+	}
+	return bs, err
 }
+
+// closeWriteFails is a byte stream whose CloseWrite fails locally, as a
+// transport's might, without telling the peer anything.
+type closeWriteFails struct{ core.ByteStream }
+
+func (closeWriteFails) CloseWrite() error { return errors.New("injected CloseWrite failure") }
 
 func (c *misusedStreamConn) AcceptStream() (uint64, core.ByteStream, error) {
 	return c.sc.AcceptStream()
@@ -307,6 +318,31 @@ func TestAnAbortWhoseReasonIsLostStillFailsThePeer(t *testing.T) {
 	var re *core.RemoteError
 	if !errors.As(err, &re) {
 		t.Fatalf("Read after an abort whose reason was lost: %v; want a *core.RemoteError (and never io.EOF)", err)
+	}
+}
+
+// A stream that fails on this side for a reason of its own (here its
+// byte stream's CloseWrite) tells the peer why in a Stream reset before
+// aborting the byte stream, as CloseWithError does: the peer's Read fails
+// with that reason, not with "sent no reason" after a wait.
+func TestALocalFailureSendsItsReasonToThePeer(t *testing.T) {
+	opener, accepted, _ := misusedPair(t, &misuse{failCloseWrite: true})
+	if _, err := opener.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(accepted, make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := opener.CloseWrite(); err == nil {
+		t.Fatal("CloseWrite succeeded; the injected failure should fail it")
+	}
+	err := readErr(accepted)
+	var re *core.RemoteError
+	if !errors.As(err, &re) || !strings.Contains(re.Message, "injected CloseWrite failure") {
+		t.Fatalf("the peer's Read after the opener's stream failed: %v; want a *core.RemoteError carrying the failure", err)
+	}
+	if err := readErr(opener); err == nil || !strings.Contains(err.Error(), "injected CloseWrite failure") {
+		t.Errorf("the opener's Read after its own failure: %v; want that failure", err)
 	}
 }
 
