@@ -506,6 +506,43 @@ var shutdownCases = concat(
 			t.Errorf("Shutdown: %v", err)
 		}
 	}),
+	// Shutdown's graceful stage: the endpoints finish what they handle,
+	// and what they answer goes out before the connections close. Here
+	// the answer is 8 MiB, which crosses in chunks over many
+	// connection-window round trips, long after the endpoint stopped.
+	across("GracefulShutdownDeliversTheAnswersOfWhatItHandles", networks, func(t *testing.T, h *harness, at, from *core.Env) {
+		inside, release, stopping := make(chan struct{}), make(chan struct{}), make(chan struct{})
+		big := pattern(8<<20, 5)
+		h.register(at, "slow", &probe{receive: func(c *core.Context, msg any) error {
+			close(inside)
+			<-release
+			return c.Reply(Blob{Data: big})
+		}})
+		// An idle endpoint runs OnStop as soon as Shutdown begins.
+		h.register(at, "marker", &probe{stop: func() { close(stopping) }})
+		ref := h.lookup(from, at, "slow")
+		ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+		defer cancel()
+		answer := make(chan error, 1)
+		go func() {
+			v, err := ref.Ask(ctx, Ping{})
+			if err == nil && !bytes.Equal(v.(Blob).Data, big) {
+				err = errors.New("the 8 MiB answer arrived altered")
+			}
+			answer <- err
+		}()
+		closed(t, inside, "the ask to reach the handler")
+		shut := make(chan error, 1)
+		go func() { shut <- at.Shutdown(ctx) }()
+		closed(t, stopping, "Shutdown to begin")
+		close(release)
+		if err := recv(t, answer, "the answer of the ask being handled"); err != nil {
+			t.Errorf("the ask being handled when Shutdown began: %v; want its 8 MiB answer", err)
+		}
+		if err := recv(t, shut, "Shutdown"); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+	}),
 	// Shutdown's hard stage: once its context ends, the connections
 	// close although a handler never returns, so the remote askers fail
 	// at once (not at their deadlines) and a handler waiting on its

@@ -205,6 +205,12 @@ func (e *Env) serve(p *peer) {
 		if err == nil {
 			err = e.handle(p, &env, len(frame), owned)
 		}
+		if err == errGoodbye {
+			// Everything the peer will send has been read: closing lets
+			// its Shutdown end (peerTable.leave).
+			p.close(fmt.Errorf("%w: %s shut down", ErrDisconnected, p.label()))
+			return
+		}
 		if err != nil {
 			e.protocolError(p, err)
 			return

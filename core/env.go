@@ -893,9 +893,12 @@ func (e *Env) Lookup(ctx context.Context, uri string) (*Ref, error) {
 //
 // The graceful stage runs first: the listener closes, every endpoint is
 // stopped (it handles the messages already queued, then OnStop runs),
-// and then every connection closes: what is still queued on a
-// connection then is dropped (sends are dead letters). Pending asks of this env fail with ErrEnvStopped at
-// once; local asks being handled see their Context done.
+// then every connection writes what is queued on it (the answers to the
+// asks the endpoints handled, however large) and a Goodbye, on which the
+// peer closes it; Shutdown waits for that at most Config.PeerTimeout,
+// then closes what is still open. Pending asks of this env fail with
+// ErrEnvStopped at once; local asks being handled see their Context
+// done.
 //
 // If ctx ends before that is over, the hard stage begins, as with
 // [Env.Close]: every connection closes at once, so peers' asks being
@@ -980,6 +983,7 @@ func (e *Env) shutdown() {
 		case <-e.hard:
 		}
 	}
+	e.peers.leave(e.hard, e.peerTimeout)
 	e.peers.closeAll(fmt.Errorf("%w: env %s shut down", ErrEnvStopped, e.name))
 	e.wg.Wait()
 	for _, x := range e.stopped {

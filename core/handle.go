@@ -105,6 +105,8 @@ func (e *Env) handle(p *peer, env *envelope, size int, owned bool) error {
 		}
 	case kindBeat:
 		// counted by the read loop; nothing else to do
+	case kindGoodbye:
+		return errGoodbye
 	case kindCredit:
 		switch {
 		case env.ID == 0:

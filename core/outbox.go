@@ -156,6 +156,12 @@ type outbox struct {
 	err      error            // set once: the connection is closed
 	waitCh   chan struct{}    // closed when room or credit appears, or on close; nil when no one waits
 	wake     chan struct{}    // capacity 1: there is something to write
+
+	// For flush: control frames queued and written so far (they go out
+	// in the order queued), whether the writer holds a batch it has not
+	// written yet, and whether a flush waits (each write then wakes it).
+	ctrlQueued, ctrlWritten uint64
+	writing, flushing       bool
 }
 
 func newOutbox(p *peer) *outbox {
@@ -197,6 +203,7 @@ func (o *outbox) control(frame []byte) error {
 	}
 	o.ctrl = append(o.ctrl, outFrame{b: frame})
 	o.ctrlSize += len(frame)
+	o.ctrlQueued++
 	o.mu.Unlock()
 	o.signal()
 	return nil
@@ -361,7 +368,9 @@ func (o *outbox) run(conn Conn) {
 				o.mu.Unlock()
 				return
 			}
+			nctrl := uint64(len(o.ctrl))
 			batch, whole, pieces = o.take(batch[:0], whole[:0], pieces[:0])
+			o.writing = len(batch) > 0
 			o.mu.Unlock()
 			if len(batch) == 0 {
 				break
@@ -383,6 +392,13 @@ func (o *outbox) run(conn Conn) {
 				o.written(&whole[i])
 				whole[i] = outFrame{}
 			}
+			o.writing = false
+			if err == nil {
+				o.ctrlWritten += nctrl
+			}
+			if o.flushing {
+				o.broadcast()
+			}
 			o.mu.Unlock()
 			for i, b := range pieces {
 				releaseFrame(b)
@@ -394,6 +410,34 @@ func (o *outbox) run(conn Conn) {
 				return
 			}
 		}
+	}
+}
+
+// flush waits until what was queued before it is written: the control
+// frames queued so far (replies among them) and every data frame, or
+// until the connection closes, or stop or expired is closed. It is for
+// Shutdown's graceful stage, when nothing queues data frames any more.
+func (o *outbox) flush(stop, expired <-chan struct{}) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	target := o.ctrlQueued
+	for o.err == nil && (o.ctrlWritten < target || len(o.ring) > 0 || o.writing) {
+		o.flushing = true
+		if o.waitCh == nil {
+			o.waitCh = make(chan struct{})
+		}
+		ch := o.waitCh
+		o.mu.Unlock()
+		select {
+		case <-ch:
+		case <-stop:
+			o.mu.Lock()
+			return
+		case <-expired:
+			o.mu.Lock()
+			return
+		}
+		o.mu.Lock()
 	}
 }
 

@@ -217,6 +217,13 @@ func (p *peer) sendFail(id uint64, from string, err error) {
 	}
 }
 
+// isUp reports whether p carries traffic now.
+func (p *peer) isUp() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.state == peerUp
+}
+
 // up makes a handshaken connection carry traffic: it starts the writer,
 // which writes what queued meanwhile in order, and the heartbeats. It
 // returns false if the peer was closed meanwhile.

@@ -1,7 +1,9 @@
 package core
 
 import (
+	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 )
@@ -181,6 +183,64 @@ func (t *peerTable) remove(p *peer, wasUp bool) {
 	}
 	if last && wasUp && !e.stopping.Load() {
 		e.broadcast(item{kind: itemDisconnected, ev: &netEvent{remote: p.label()}})
+	}
+}
+
+// errGoodbye is what handling a Goodbye returns to the read loop, which
+// then closes the connection.
+var errGoodbye = errors.New("the peer said goodbye")
+
+// leave is Shutdown's graceful end of every connection that is up, once
+// the endpoints have stopped: each writes what is queued on it (the
+// answers to the asks the endpoints handled), then a Goodbye, after
+// which the peer closes the connection, having read all of it. leave
+// waits for that until stop is closed or limit has passed (a peer that
+// reads nothing may still send heartbeats); closeAll does the rest.
+func (t *peerTable) leave(stop <-chan struct{}, limit time.Duration) {
+	t.mu.Lock()
+	up := make([]*peer, 0, len(t.all))
+	for p := range t.all {
+		up = append(up, p)
+	}
+	t.mu.Unlock()
+	up = slices.DeleteFunc(up, func(p *peer) bool { return !p.isUp() })
+	if len(up) == 0 {
+		return
+	}
+	expired := make(chan struct{})
+	timer := time.AfterFunc(limit, func() { close(expired) })
+	defer timer.Stop()
+	over := func() bool {
+		select {
+		case <-stop:
+			return true
+		case <-expired:
+			return true
+		default:
+			return false
+		}
+	}
+	// Control frames go out before data: the Goodbye is queued once the
+	// lanes are empty, so that nothing is written after it.
+	for _, p := range up {
+		if over() {
+			return
+		}
+		p.out.flush(stop, expired)
+	}
+	for _, p := range up {
+		if frame, err := encodeFrame(&header{kind: kindGoodbye}, nil, maxFrame); err == nil {
+			p.control(frame)
+		}
+	}
+	for _, p := range up {
+		select {
+		case <-p.closed:
+		case <-stop:
+			return
+		case <-expired:
+			return
+		}
 	}
 }
 

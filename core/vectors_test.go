@@ -197,6 +197,7 @@ func makeVectors(tb testing.TB) vectors {
 		{"Send of a ref inside an untyped field", header{kind: kindSend, to: "driver", typ: "example.Note"}, vectorNote{Text: "who asks", Extra: ref}},
 		{"Ask with headers", header{kind: kindAsk, id: 8, to: "driver", typ: "string", timeout: 5e9, headers: map[string]string{
 			"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "tenant": "blue"}}, "status?"},
+		{"Goodbye", header{kind: kindGoodbye}, nil},
 	} {
 		f := frame(&e.hd, e.body)
 		var env envelope

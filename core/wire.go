@@ -38,6 +38,8 @@ const (
 	kindStreamEnd    = 23 // the sender half-closed the stream
 	kindStreamReset  = 24 // the sender aborted the stream (Code, Message)
 	kindStreamStop   = 25 // the sender reads no more: the receiver's writes fail, and it answers with a reset
+
+	kindGoodbye = 26 // the sender is shutting down and sent all it will: the receiver closes the connection
 )
 
 // protocolVersion is carried in Hello; envs refuse a peer of another version.
