@@ -177,12 +177,16 @@ var pressureCases = []testCase{
 	// declared dead after PeerTimeout although our writes are stuck, and
 	// a sender blocked on it is released with ErrDisconnected.
 	{"AStalledPeerIsDeclaredDeadWhileWritesAreStuck", func(t *testing.T, h *harness) {
-		at := h.server("at")
-		lost := make(chan string, 4)
-		from := h.client("from", func(c *core.Config) {
+		quick := func(c *core.Config) {
 			c.HeartbeatInterval = 20 * time.Millisecond
 			c.PeerTimeout = 200 * time.Millisecond
-		})
+		}
+		// at hears nothing either: with the same settings it gives the
+		// connection up soon too, instead of waiting for its peer's
+		// Goodbye answer at Shutdown for the default PeerTimeout.
+		at := h.server("at", quick)
+		lost := make(chan string, 4)
+		from := h.client("from", quick)
 		h.register(from, "watch", &probe{disc: func(remote string) { lost <- remote }})
 		h.register(at, "sink", &probe{})
 		h.register(at, "echo", echo())
