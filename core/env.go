@@ -190,7 +190,7 @@ type DeadLetter struct {
 //
 // An env ends in two stages. [Env.Shutdown] is graceful first: endpoints
 // handle what they had queued and run OnStop, then the connections
-// close. When its context ends, or at once with [Env.Close], the hard
+// deliver what is queued on them (the answers given) and close. When its context ends, or at once with [Env.Close], the hard
 // stage closes every connection and drops what is still queued, so that
 // no peer waits on this env any longer; only endpoint code that has not
 // returned outlives it, and [Env.Done] tells when that ends.
@@ -612,7 +612,11 @@ func (e *Env) reject(target string, it item, reason error) {
 		it.c.ans.fail(it.c.ep, envError{reason})
 		return
 	}
-	e.deadLetter(DeadLetter{Target: target, Type: typeName(it.msg), Sender: it.c.sender, Reason: reason})
+	sender := it.c.sender
+	if it.c.from == nil {
+		sender = "" // sent by this env, which DeadLetter names ""
+	}
+	e.deadLetter(DeadLetter{Target: target, Type: typeName(it.msg), Sender: sender, Reason: reason})
 }
 
 func typeName(msg any) string {

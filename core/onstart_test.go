@@ -132,8 +132,8 @@ func TestOnStartErrorStopsTheEndpointAndRejectsWhatQueued(t *testing.T) {
 		t.Errorf("OnError got %v; want OnStart's error, wrapped, naming %s", startErr, ref)
 	}
 	d := recv(t, dead, "the queued send's dead letter")
-	if d.Target != ref.String() || d.Type != "string" || !errors.Is(d.Reason, core.ErrEndpointNotFound) || !strings.Contains(d.Reason.Error(), "OnStart failed") {
-		t.Errorf("dead letter %+v; want the send to %s, ErrEndpointNotFound because OnStart failed", d, ref)
+	if d.Target != ref.String() || d.Type != "string" || d.Sender != "" || !errors.Is(d.Reason, core.ErrEndpointNotFound) || !strings.Contains(d.Reason.Error(), "OnStart failed") {
+		t.Errorf("dead letter %+v; want the send to %s from this env (Sender \"\"), ErrEndpointNotFound because OnStart failed", d, ref)
 	}
 	err = recv(t, asked, "the queued ask's answer")
 	if !errors.Is(err, core.ErrEndpointNotFound) || !strings.Contains(err.Error(), ref.String()) || !strings.Contains(err.Error(), "OnStart failed") {
