@@ -190,10 +190,11 @@ type DeadLetter struct {
 //
 // An env ends in two stages. [Env.Shutdown] is graceful first: endpoints
 // handle what they had queued and run OnStop, then the connections
-// deliver what is queued on them (the answers given) and close. When its context ends, or at once with [Env.Close], the hard
-// stage closes every connection and drops what is still queued, so that
-// no peer waits on this env any longer; only endpoint code that has not
-// returned outlives it, and [Env.Done] tells when that ends.
+// deliver what is queued on them (the answers given) and close. When its
+// context ends, or at once with [Env.Close], the hard stage closes every
+// connection and drops what is still queued, so that no peer waits on
+// this env any longer; only endpoint code that has not returned outlives
+// it, and [Env.Done] tells when that ends.
 type Env struct {
 	name             string
 	id               string
