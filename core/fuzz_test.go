@@ -89,6 +89,7 @@ func validFrames(tb testing.TB) [][]byte {
 		mustFrame(tb, &header{kind: kindFail, id: 7, to: "tcp://127.0.0.1:1/ep", code: "protocol", message: "boom"}, nil, lim),
 		mustFrame(tb, &header{kind: kindCancel, id: 7}, nil, lim),
 		mustFrame(tb, &header{kind: kindLookup, id: 9, to: "ep"}, nil, lim),
+		mustFrame(tb, &header{kind: kindGoodbye}, nil, lim),
 		helloFrame(tb, peerHello(true)),
 		mustFrame(tb, &header{kind: kindProof, typ: "rpcenv.control"}, testNonce(), maxHandshakeFrame),
 		mustFrame(tb, &header{kind: kindReady, typ: "rpcenv.control"}, true, maxHandshakeFrame),
