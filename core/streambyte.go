@@ -54,7 +54,8 @@ func newByteLink(p *peer, key streamKey) *byteLink {
 }
 
 // attach gives the link its byte stream. It returns false if it has one
-// already. A stream that ended meanwhile aborts it.
+// already. A stream that ended meanwhile aborts it, after telling the
+// peer why in a Stream reset unless that was done (or the peer ended it).
 func (l *byteLink) attach(s *Stream, bs ByteStream) bool {
 	l.mu.Lock()
 	if l.bs != nil {
@@ -68,6 +69,7 @@ func (l *byteLink) attach(s *Stream, bs ByteStream) bool {
 	close(l.ready)
 	l.mu.Unlock()
 	if s.isOver() { // release saw no byte stream to abort
+		l.tell(s)
 		bs.Abort(byteStreamAbort)
 	}
 	return true
@@ -240,19 +242,27 @@ func (l *byteLink) release(s *Stream, failed bool) {
 	if l.timer != nil {
 		l.timer.Stop()
 	}
-	tell := failed && !l.told
-	l.told = l.told || failed
 	l.mu.Unlock()
-	if !failed {
+	if failed {
+		l.tell(s)
+		l.abortStream()
+	}
+}
+
+// tell sends the peer, once, a Stream reset with the reason s ended, ahead
+// of an abort of its byte stream; not when the peer ended it (a reset, an
+// abort of its own), since a reset is never answered.
+func (l *byteLink) tell(s *Stream) {
+	l.mu.Lock()
+	told := l.told
+	l.told = true
+	l.mu.Unlock()
+	cause := context.Cause(s.ctx)
+	var re *RemoteError
+	if told || cause == nil || errors.As(cause, &re) {
 		return
 	}
-	if cause := context.Cause(s.ctx); tell && cause != nil {
-		var re *RemoteError
-		if !errors.As(cause, &re) {
-			l.p.resetStream(l.key, codeOf(cause), errorText(cause))
-		}
-	}
-	l.abortStream()
+	l.p.resetStream(l.key, codeOf(cause), errorText(cause))
 }
 
 func (l *byteLink) abortStream() {
