@@ -46,7 +46,7 @@ type byteLink struct {
 	bs    ByteStream    // set once, by attach
 	ready chan struct{} // closed by attach
 	timer *time.Timer   // the accepting side's bound on waiting for bs
-	told  bool          // a Reset frame went out: the abort's reason
+	told  bool          // the abort's reason went out in a Reset frame, or needs none (tell)
 }
 
 func newByteLink(p *peer, key streamKey) *byteLink {
