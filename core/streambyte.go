@@ -47,6 +47,7 @@ type byteLink struct {
 	ready chan struct{} // closed by attach
 	timer *time.Timer   // the accepting side's bound on waiting for bs
 	told  bool          // the abort's reason went out in a Reset frame, or needs none (tell)
+	dead  bool          // the stream ended here before bs came: attach aborts bs
 }
 
 func newByteLink(p *peer, key streamKey) *byteLink {
@@ -54,8 +55,11 @@ func newByteLink(p *peer, key streamKey) *byteLink {
 }
 
 // attach gives the link its byte stream. It returns false if it has one
-// already. A stream that ended meanwhile aborts it, after telling the
-// peer why in a Stream reset unless that was done (or the peer ended it).
+// already. A stream that ended here before it came (failed, aborted or
+// closed: its reason went out then) aborts it. Whether the stream ended
+// is decided under mu with bs: once bs is published, the stream may end
+// through it at once (read to its end and half-closed), which must not
+// abort it.
 func (l *byteLink) attach(s *Stream, bs ByteStream) bool {
 	l.mu.Lock()
 	if l.bs != nil {
@@ -67,9 +71,9 @@ func (l *byteLink) attach(s *Stream, bs ByteStream) bool {
 		l.timer.Stop()
 	}
 	close(l.ready)
+	dead := l.dead
 	l.mu.Unlock()
-	if s.isOver() { // release saw no byte stream to abort
-		l.tell(s)
+	if dead {
 		bs.Abort(byteStreamAbort)
 	}
 	return true
@@ -223,9 +227,12 @@ func (l *byteLink) reset(s *Stream, code, message string) {
 func (l *byteLink) stop(s *Stream) {
 	l.mu.Lock()
 	bs := l.bs
+	l.dead = l.dead || bs == nil
 	l.mu.Unlock()
 	if bs != nil {
 		bs.StopReading(byteStreamStop)
+	} else {
+		l.tell(s) // closed before its byte stream came, which attach aborts
 	}
 	l.release(s, false)
 }
@@ -268,6 +275,7 @@ func (l *byteLink) tell(s *Stream) {
 func (l *byteLink) abortStream() {
 	l.mu.Lock()
 	bs := l.bs
+	l.dead = l.dead || bs == nil
 	l.mu.Unlock()
 	if bs != nil {
 		bs.Abort(byteStreamAbort)
