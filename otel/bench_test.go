@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/rpcenv/rpcenv/core"
+	"github.com/rpcenv/rpcenv/internal/peertest"
 	rpcotel "github.com/rpcenv/rpcenv/otel"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -56,7 +57,7 @@ func BenchmarkAskInterceptors(b *testing.B) {
 				}
 				server := env("server", true)
 				client := env("client", false)
-				mustRegister(b, server, "echo", handler(func(c *core.Context, msg any) error { return c.Reply(msg) }))
+				peertest.MustRegister(b, server, "echo", handler(func(c *core.Context, msg any) error { return c.Reply(msg) }))
 				ref := lookup(b, client, server, "echo")
 				ctx := context.Background()
 				b.ReportAllocs()

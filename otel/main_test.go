@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/rpcenv/rpcenv/core"
+	"github.com/rpcenv/rpcenv/internal/peertest"
 	rpcotel "github.com/rpcenv/rpcenv/otel"
 	"github.com/rpcenv/rpcenv/transports/inproc"
 	"github.com/rpcenv/rpcenv/transports/tcp"
@@ -116,44 +117,10 @@ func startEnv(t testing.TB, n network, name string, listen bool, cfg core.Config
 	return e
 }
 
-func mustRegister(t testing.TB, e *core.Env, name string, ep core.Endpoint) *core.Ref {
-	t.Helper()
-	r, err := e.Register(name, ep)
-	if err != nil {
-		t.Fatalf("Register %s: %v", name, err)
-	}
-	return r
-}
-
 // lookup returns from's ref to the endpoint name of env to.
 func lookup(t testing.TB, from, to *core.Env, name string) *core.Ref {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), testWait)
-	defer cancel()
-	r, err := from.Lookup(ctx, to.Address()+"/"+name)
-	if err != nil {
-		t.Fatalf("Lookup %s/%s: %v", to.Address(), name, err)
-	}
-	return r
-}
-
-func ask(t testing.TB, r *core.Ref, msg any) (any, error) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), testWait)
-	defer cancel()
-	return r.Ask(ctx, msg)
-}
-
-// await waits for a value on ch, failing the test if none comes.
-func await[T any](t testing.TB, ch <-chan T, what string) T {
-	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(testWait):
-		t.Fatalf("waited %v for %s", testWait, what)
-		panic("unreachable")
-	}
+	return peertest.MustLookup(t, from, to.Address()+"/"+name)
 }
 
 // spanSink records spans like tracetest.SpanRecorder and hands each one
@@ -180,7 +147,7 @@ func (s *spanSink) OnEnd(sp sdktrace.ReadOnlySpan) {
 func (s *spanSink) awaitSpans(t testing.TB, n int) []sdktrace.ReadOnlySpan {
 	t.Helper()
 	for len(s.seen) < n {
-		s.seen = append(s.seen, await(t, s.ended, "spans to end"))
+		s.seen = append(s.seen, peertest.Await(t, s.ended, "spans to end"))
 	}
 	return s.seen
 }
@@ -194,7 +161,7 @@ func (s *spanSink) awaitSpan(t testing.TB, kind trace.SpanKind, name string) sdk
 				return sp
 			}
 		}
-		s.seen = append(s.seen, await(t, s.ended, kind.String()+" span "+name))
+		s.seen = append(s.seen, peertest.Await(t, s.ended, kind.String()+" span "+name))
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/rpcenv/rpcenv/core"
+	"github.com/rpcenv/rpcenv/internal/peertest"
 	rpcotel "github.com/rpcenv/rpcenv/otel"
 	"go.opentelemetry.io/otel/attribute"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
@@ -180,9 +181,9 @@ func TestMetricsOfAKnownWorkload(t *testing.T) {
 	var releaseOnce sync.Once
 	release := func() { releaseOnce.Do(func() { close(svc.release); close(pipe.release) }) }
 	t.Cleanup(release) // before the envs shut down
-	mustRegister(t, b, "svc", svc)
-	mustRegister(t, b, "pipe", pipe)
-	tmp := mustRegister(t, b, "tmp", handler(func(*core.Context, any) error { return nil }))
+	peertest.MustRegister(t, b, "svc", svc)
+	peertest.MustRegister(t, b, "pipe", pipe)
+	tmp := peertest.MustRegister(t, b, "tmp", handler(func(*core.Context, any) error { return nil }))
 	toSvc, toPipe, toTmp := lookup(t, a, b, "svc"), lookup(t, a, b, "pipe"), lookup(t, a, b, "tmp")
 	if err := b.Stop(tmp); err != nil {
 		t.Fatal(err)
@@ -199,7 +200,7 @@ func TestMetricsOfAKnownWorkload(t *testing.T) {
 	defer stopB()
 
 	for i := range 5 {
-		if v, err := ask(t, toSvc, Ping{N: i}); err != nil || v != (Pong{N: i}) {
+		if v, err := peertest.AskWithin(t, toSvc, Ping{N: i}); err != nil || v != (Pong{N: i}) {
 			t.Fatalf("Ask %d = %v, %v", i, v, err)
 		}
 	}
@@ -208,7 +209,7 @@ func TestMetricsOfAKnownWorkload(t *testing.T) {
 			t.Fatalf("Send: %v", err)
 		}
 	}
-	if _, err := ask(t, toSvc, Boom{}); err == nil {
+	if _, err := peertest.AskWithin(t, toSvc, Boom{}); err == nil {
 		t.Fatal("Ask Boom succeeded")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), testWait)
@@ -230,7 +231,7 @@ func TestMetricsOfAKnownWorkload(t *testing.T) {
 	if err := toTmp.Send(Note{Text: "lost"}); err != nil {
 		t.Fatalf("Send to a stopped endpoint: %v (the remote env drops it)", err)
 	}
-	await(t, dead, "the dead letter")
+	peertest.Await(t, dead, "the dead letter")
 	// Everything before the holds is handled and counted once both are
 	// being handled.
 	if err := toSvc.Send(Hold{}); err != nil {
@@ -239,8 +240,8 @@ func TestMetricsOfAKnownWorkload(t *testing.T) {
 	if err := toPipe.Send(Hold{}); err != nil {
 		t.Fatal(err)
 	}
-	await(t, svc.held, "svc to hold")
-	await(t, pipe.held, "pipe to hold")
+	peertest.Await(t, svc.held, "svc to hold")
+	peertest.Await(t, pipe.held, "pipe to hold")
 
 	ms := collect(t, reader)
 	checkValues(t, "rpc.client.call.duration counts", histogramCounts(t, ms, "rpc.client.call.duration", b.Address()), map[string]uint64{

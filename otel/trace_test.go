@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/rpcenv/rpcenv/core"
+	"github.com/rpcenv/rpcenv/internal/peertest"
 	rpcotel "github.com/rpcenv/rpcenv/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -53,11 +54,11 @@ func TestAnAskThroughThreeEnvsIsOneTrace(t *testing.T) {
 			c := newEnv(t, n, "c", true, core.Config{}, opts)
 			b := newEnv(t, n, "b", true, core.Config{}, opts)
 			a := newEnv(t, n, "a", false, core.Config{}, opts) // client mode
-			mustRegister(t, c, "echo", handler(func(cx *core.Context, msg any) error {
+			peertest.MustRegister(t, c, "echo", handler(func(cx *core.Context, msg any) error {
 				return cx.Reply(Pong{N: msg.(Ping).N})
 			}))
 			toC := lookup(t, b, c, "echo")
-			mustRegister(t, b, "relay", handler(func(cx *core.Context, msg any) error {
+			peertest.MustRegister(t, b, "relay", handler(func(cx *core.Context, msg any) error {
 				v, err := toC.Ask(cx.Context(), msg)
 				if err != nil {
 					return err
@@ -66,7 +67,7 @@ func TestAnAskThroughThreeEnvsIsOneTrace(t *testing.T) {
 			}))
 			toB := lookup(t, a, b, "relay")
 
-			v, err := ask(t, toB, Ping{N: 7})
+			v, err := peertest.AskWithin(t, toB, Ping{N: 7})
 			if err != nil || v != (Pong{N: 7}) {
 				t.Fatalf("Ask = %v, %v; want Pong{7}", v, err)
 			}
@@ -105,12 +106,12 @@ func TestASendContinuesTheTrace(t *testing.T) {
 			b := newEnv(t, n, "b", true, core.Config{}, opts)
 			a := newEnv(t, n, "a", false, core.Config{}, opts)
 			got := make(chan Note, 1)
-			mustRegister(t, c, "sink", handler(func(_ *core.Context, msg any) error {
+			peertest.MustRegister(t, c, "sink", handler(func(_ *core.Context, msg any) error {
 				got <- msg.(Note)
 				return nil
 			}))
 			toC := lookup(t, b, c, "sink")
-			mustRegister(t, b, "forward", handler(func(cx *core.Context, msg any) error {
+			peertest.MustRegister(t, b, "forward", handler(func(cx *core.Context, msg any) error {
 				return toC.SendContext(cx.Context(), Note{Text: msg.(Note).Text + ", forwarded"})
 			}))
 			toB := lookup(t, a, b, "forward")
@@ -121,7 +122,7 @@ func TestASendContinuesTheTrace(t *testing.T) {
 				t.Fatalf("SendContext: %v", err)
 			}
 			root.End()
-			if n := await(t, got, "the forwarded note"); n.Text != "hello, forwarded" {
+			if n := peertest.Await(t, got, "the forwarded note"); n.Text != "hello, forwarded" {
 				t.Errorf("C got %q", n.Text)
 			}
 			spans := sink.awaitSpans(t, 5)
@@ -149,15 +150,15 @@ func TestAFailingAskMarksBothSpansAsErrors(t *testing.T) {
 	opts := rpcotel.WithTracerProvider(tp)
 	b := newEnv(t, n, "b", true, core.Config{}, opts)
 	a := newEnv(t, n, "a", false, core.Config{}, opts)
-	mustRegister(t, b, "svc", handler(func(*core.Context, any) error { return errBoom }))
-	gone := mustRegister(t, b, "gone", handler(func(*core.Context, any) error { return nil }))
+	peertest.MustRegister(t, b, "svc", handler(func(*core.Context, any) error { return errBoom }))
+	gone := peertest.MustRegister(t, b, "gone", handler(func(*core.Context, any) error { return nil }))
 	toSvc := lookup(t, a, b, "svc")
 	toGone := lookup(t, a, b, "gone")
 	if err := b.Stop(gone); err != nil {
 		t.Fatal(err)
 	}
 
-	_, err := ask(t, toSvc, Boom{})
+	_, err := peertest.AskWithin(t, toSvc, Boom{})
 	var re *core.RemoteError
 	if !errors.As(err, &re) || !strings.Contains(err.Error(), "boom") {
 		t.Fatalf("Ask = %v, want the handler's error as a *core.RemoteError", err)
@@ -177,7 +178,7 @@ func TestAFailingAskMarksBothSpansAsErrors(t *testing.T) {
 		}
 	}
 
-	_, err = ask(t, toGone, Ping{})
+	_, err = peertest.AskWithin(t, toGone, Ping{})
 	if !errors.Is(err, core.ErrEndpointNotFound) {
 		t.Fatalf("Ask of a stopped endpoint = %v, want ErrEndpointNotFound", err)
 	}
@@ -225,7 +226,7 @@ func TestHeadersRpcenvWouldRefuseAreLeftOut(t *testing.T) {
 		upper any
 	}
 	got := make(chan seen, 1)
-	mustRegister(t, b, "svc", handler(func(cx *core.Context, _ any) error {
+	peertest.MustRegister(t, b, "svc", handler(func(cx *core.Context, _ any) error {
 		var s seen
 		for k := range cx.Headers() {
 			s.keys = append(s.keys, k)
@@ -234,10 +235,10 @@ func TestHeadersRpcenvWouldRefuseAreLeftOut(t *testing.T) {
 		got <- s
 		return cx.Reply(Pong{})
 	}))
-	if _, err := ask(t, lookup(t, a, b, "svc"), Ping{}); err != nil {
+	if _, err := peertest.AskWithin(t, lookup(t, a, b, "svc"), Ping{}); err != nil {
 		t.Fatalf("Ask: %v", err)
 	}
-	s := await(t, got, "the delivery")
+	s := peertest.Await(t, got, "the delivery")
 	want := map[string]bool{"traceparent": true, "x-upper": true, "large-1": true}
 	if len(s.keys) != len(want) {
 		t.Errorf("headers %q, want traceparent, x-upper and large-1", s.keys)
@@ -260,8 +261,8 @@ func TestAPanickingHandlerEndsItsSpan(t *testing.T) {
 	opts := rpcotel.WithTracerProvider(tp)
 	b := newEnv(t, n, "b", true, core.Config{}, opts)
 	a := newEnv(t, n, "a", false, core.Config{}, opts)
-	mustRegister(t, b, "svc", handler(func(*core.Context, any) error { panic("oops") }))
-	_, err := ask(t, lookup(t, a, b, "svc"), Ping{})
+	peertest.MustRegister(t, b, "svc", handler(func(*core.Context, any) error { panic("oops") }))
+	_, err := peertest.AskWithin(t, lookup(t, a, b, "svc"), Ping{})
 	if err == nil || !strings.Contains(err.Error(), "oops") {
 		t.Fatalf("Ask = %v, want the panic reported", err)
 	}
@@ -282,11 +283,11 @@ func TestAnAskOfItselfStillFailsWithErrDeadlock(t *testing.T) {
 	_, tp := newSpanSink()
 	b := newEnv(t, n, "b", true, core.Config{}, rpcotel.WithTracerProvider(tp))
 	a := newEnv(t, n, "a", false, core.Config{}, rpcotel.WithTracerProvider(tp))
-	mustRegister(t, b, "self", handler(func(cx *core.Context, msg any) error {
+	peertest.MustRegister(t, b, "self", handler(func(cx *core.Context, msg any) error {
 		_, err := cx.Self().Ask(cx.Context(), Note{})
 		return err
 	}))
-	if _, err := ask(t, lookup(t, a, b, "self"), Ping{}); !errors.Is(err, core.ErrDeadlock) {
+	if _, err := peertest.AskWithin(t, lookup(t, a, b, "self"), Ping{}); !errors.Is(err, core.ErrDeadlock) {
 		t.Errorf("Ask = %v, want ErrDeadlock", err)
 	}
 }

@@ -3,6 +3,8 @@ package peertest
 import (
 	"context"
 	"log/slog"
+	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -161,3 +163,28 @@ func AwaitClosed(t testing.TB, ch <-chan struct{}, what string) {
 
 // DiscardLog drops an env's log lines (benchmarks).
 var DiscardLog = slog.New(slog.DiscardHandler)
+
+// CheckMovedPort checks an env asked to listen on port p, which was in
+// use, with Config.PortRetries 3: its address names a port in (p, p+3],
+// its refs carry that address, and an env on tr reaches it there through
+// a lookup. scheme is tr's.
+func CheckMovedPort(t testing.TB, tr core.Transport, srv *core.Env, scheme string, p int) {
+	t.Helper()
+	_, portStr, err := net.SplitHostPort(strings.TrimPrefix(srv.Address(), scheme+"://"))
+	if err != nil {
+		t.Fatalf("Address() = %q: %v", srv.Address(), err)
+	}
+	got, _ := strconv.Atoi(portStr)
+	if got <= p || got > p+3 {
+		t.Fatalf("Address() = %q; want a port in (%d, %d]", srv.Address(), p, p+3)
+	}
+	ref := MustRegister(t, srv, "echo", EchoEndpoint())
+	if want := srv.Address() + "/echo"; ref.String() != want {
+		t.Errorf("ref %s, want %s", ref, want)
+	}
+	cli := StartEnv(t, tr, core.Config{Name: "cli"})
+	r := MustLookup(t, cli, ref.String())
+	if v, err := AskWithin(t, r, "hi"); err != nil || v != "hi" {
+		t.Fatalf("Ask through port %d = %v, %v", got, v, err)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/rpcenv/rpcenv/core"
+	"github.com/rpcenv/rpcenv/internal/peertest"
 	"github.com/rpcenv/rpcenv/transports/tcp"
 )
 
@@ -95,30 +96,7 @@ func TestPortRetriesListenOnTheNextFreePort(t *testing.T) {
 		t.Fatalf("NewEnv on a port in use with PortRetries 3: %v", err)
 	}
 	t.Cleanup(func() { shutdownEnv(t, srv) })
-	checkMovedPort(t, tr, srv, "tcp", p)
-}
-
-// checkMovedPort checks that srv, asked to listen on port p (in use),
-// reports a port in (p, p+3] and is reached there through a lookup.
-func checkMovedPort(t *testing.T, tr core.Transport, srv *core.Env, scheme string, p int) {
-	t.Helper()
-	_, portStr, err := net.SplitHostPort(strings.TrimPrefix(srv.Address(), scheme+"://"))
-	if err != nil {
-		t.Fatalf("Address() = %q: %v", srv.Address(), err)
-	}
-	got, _ := strconv.Atoi(portStr)
-	if got <= p || got > p+3 {
-		t.Fatalf("Address() = %q; want a port in (%d, %d]", srv.Address(), p, p+3)
-	}
-	ref := mustRegister(t, srv, "echo", echoEndpoint())
-	if want := srv.Address() + "/echo"; ref.String() != want {
-		t.Errorf("ref %s, want %s", ref, want)
-	}
-	cli := startEnv(t, tr, core.Config{Name: "cli"})
-	r := mustLookup(t, cli, ref.String())
-	if v, err := askWithin(t, r, "hi"); err != nil || v != "hi" {
-		t.Fatalf("Ask through port %d = %v, %v", got, v, err)
-	}
+	peertest.CheckMovedPort(t, tr, srv, "tcp", p)
 }
 
 func TestPortRetriesZeroFailsOnAPortInUse(t *testing.T) {
